@@ -1,0 +1,70 @@
+# Every target a user needs; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The first interpreter that is 3.11 or newer.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11+ not found (install python3.11 or set PYTHON=...)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,rocksdb]'
+	@touch $@
+
+.PHONY: install
+install: $(BIN)/.installed ## Create .venv and install the project with its dev tools
+
+.PHONY: run
+run: install ## Start Kafka, the registry, the ingress and the processors in the foreground (Ctrl-C stops all)
+	$(BIN)/onoff-bridge run
+
+.PHONY: test
+test: install lint typecheck ## Lint, type-check, then run every test (starts the local stack when needed)
+	$(BIN)/pytest -v
+
+.PHONY: unit
+unit: install ## Run the unit tests only (no I/O)
+	$(BIN)/pytest tests/unit
+
+.PHONY: lint
+lint: install ## ruff format --check and ruff check
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+.PHONY: format
+format: install ## Reformat and autofix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict on the packages
+	$(BIN)/mypy
+
+.PHONY: stack-up
+stack-up: install ## Start the local Kafka and registry (no Docker) and write var/stack.env
+	$(BIN)/onoff-bridge stack up
+
+.PHONY: stack-down
+stack-down: install ## Stop the local Kafka and registry
+	$(BIN)/onoff-bridge stack down
+
+.PHONY: stack-status
+stack-status: install ## Show what the local stack runs and where
+	$(BIN)/onoff-bridge stack status
+
+.PHONY: bench-ingress
+bench-ingress: install ## Benchmark the ingress against the local Kafka (prints and saves bench/results/)
+	$(BIN)/python -m bench.ingress
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and var/ (stop the stack first)
+	-$(BIN)/onoff-bridge stack down
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,74 @@
+"""The foundation works end to end: registry, Avro in the Confluent wire format, a real topic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from onoff_bridge.localstack import StackEndpoints
+from schemas import SchemaName, load_schema, register_all
+from tests.integration.conftest import ConsumeAll, TopicFactory
+
+
+def test_avro_record_round_trips_through_registry_and_topic(
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_factory: TopicFactory,
+    consume: ConsumeAll,
+) -> None:
+    topic = topic_factory("roundtrip")
+    schema = load_schema(SchemaName.CALL_EVENT)
+    schema_id = registry.register_schema(f"{topic}-value", Schema(schema, "AVRO"))
+    serializer = AvroSerializer(
+        registry, schema, conf={"auto.register.schemas": False, "use.latest.version": True}
+    )
+    deserializer = AvroDeserializer(registry)
+    context = SerializationContext(topic, MessageField.VALUE)
+    record = {
+        "id": "c-roundtrip-1",
+        "eventName": "CDR",
+        "callStarted": datetime(2026, 3, 2, 9, 15, 4, tzinfo=UTC),
+        "callDuration": 396,
+        "tags": [{"tagId": "t-1", "tagName": "Billing", "tagColor": "#32A8FF"}],
+        "ingest": {
+            "receivedAt": datetime(2026, 3, 2, 9, 21, 41, 123000, tzinfo=UTC),
+            "requestId": "r-1",
+            "contentSha256": "0" * 64,
+            "apiKeyName": "primary",
+            "path": "/v1/onoff/cdr",
+        },
+    }
+    value = serializer(record, context)
+    assert value[0] == 0 and int.from_bytes(value[1:5], "big") == schema_id
+
+    producer = Producer(
+        {"bootstrap.servers": endpoints.kafka_bootstrap_servers, "enable.idempotence": True}
+    )
+    producer.produce(topic, key=b"c-roundtrip-1", value=value)
+    assert producer.flush(30) == 0
+
+    [message] = consume(topic, 1)
+    decoded = deserializer(message.value(), context)
+    expected = {field: None for field in _field_names(schema)} | record
+    assert message.key() == b"c-roundtrip-1"
+    assert decoded == expected
+
+
+def test_registering_the_schemas_twice_returns_the_same_ids(
+    registry: SchemaRegistryClient, topic_names
+) -> None:  # type: ignore[no-untyped-def]
+    first = register_all(registry, topic_names)
+    second = register_all(registry, topic_names)
+    assert first == second
+    assert len(set(first.values())) == 3
+    assert registry.get_compatibility(f"{topic_names.cdr_raw}-value") == "BACKWARD"
+
+
+def _field_names(schema: str) -> list[str]:
+    import json
+
+    return [field["name"] for field in json.loads(schema)["fields"]]
