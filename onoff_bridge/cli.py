@@ -13,14 +13,16 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="The local Kafka and registry (no Docker).")
 schemas_app = typer.Typer(no_args_is_help=True, help="The Avro schemas in the registry.")
 app.add_typer(stack_app, name="stack")
+topics_app = typer.Typer(no_args_is_help=True, help="The Kafka topics of the design.")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
 
 
 def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _fail(exc: Exception) -> typer.Exit:
+def _fail(exc: Exception | str) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=1)
 
@@ -66,6 +68,60 @@ def schemas_register() -> None:
         raise _fail(exc) from exc
     for subject, schema_id in ids.items():
         typer.echo(f"{subject}  id {schema_id}")
+
+
+@app.command("ingress")
+def ingress(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Serve the webhook ingress (settings from ONOFF_BRIDGE_* variables)."""
+    from pydantic import ValidationError
+
+    from ingress.server import serve
+    from ingress.settings import IngressSettings
+
+    overrides = {"host": host, "port": port, "workers": workers}
+    try:
+        settings = IngressSettings().model_copy(
+            update={k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValidationError as exc:
+        raise _fail(_first_message(exc)) from exc
+    where = f"http://{settings.host}:{settings.port}"
+    _say(f"ingress listening on {where} ({settings.workers} worker(s))")
+    serve(settings)
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[int, typer.Option(help="Partitions of the keyed topics.")] = 6,
+    replication_factor: Annotated[int, typer.Option(help="Replicas of each topic.")] = 1,
+) -> None:
+    """Create the design's topics that do not exist yet (idempotent)."""
+    from confluent_kafka import KafkaException
+
+    from onoff_bridge.topics import ensure_topics, topic_specs
+
+    settings = BridgeSettings()
+    try:
+        created = ensure_topics(
+            settings.kafka_bootstrap_servers,
+            topic_specs(settings.topics, partitions),
+            replication_factor,
+        )
+    except KafkaException as exc:
+        raise _fail(exc) from exc
+    typer.echo("created " + ", ".join(created) if created else "all topics exist")
+
+
+def _first_message(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    return str(exc)
 
 
 @app.command("run")

@@ -1,0 +1,64 @@
+"""The ingress's Prometheus metrics, in a registry of their own (one per app)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class IngressMetrics:
+    def __init__(self, queue_depth: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "onoff_ingress_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.accepted = Counter(
+            "onoff_ingress_accepted",
+            "Deliveries acknowledged by Kafka",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.quarantined = Counter(
+            "onoff_ingress_quarantined",
+            "Deliveries sent to the dead-letter topic",
+            ["route"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "onoff_ingress_auth_failures",
+            "Requests refused for a missing or wrong API key",
+            ["route"],
+            registry=self.registry,
+        )
+        self.publish_failures = Counter(
+            "onoff_ingress_publish_failures",
+            "Deliveries answered 503 because Kafka or the registry did not take them",
+            ["route"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "onoff_ingress_request_seconds",
+            "Request latency, body read to answer",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.produce_latency = Histogram(
+            "onoff_ingress_produce_seconds",
+            "Time from produce to the broker's acknowledgement",
+            ["topic"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        queue = Gauge(
+            "onoff_ingress_producer_queue_depth",
+            "Messages waiting in the producer's local queue",
+            registry=self.registry,
+        )
+        queue.set_function(lambda: float(queue_depth()))

@@ -1,0 +1,36 @@
+"""Runs the ingress under uvicorn: `onoff-bridge ingress`.
+
+On SIGTERM uvicorn stops accepting connections and lets in-flight requests
+finish; the app's shutdown then flushes the producer, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+from starlette.applications import Starlette
+
+from ingress.bootstrap import build_app
+from ingress.settings import IngressSettings
+from onoff_bridge.logs import configure_logging
+
+
+def app_from_environment() -> Starlette:
+    """The factory uvicorn calls in each worker process."""
+    settings = IngressSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    return build_app(settings)
+
+
+def serve(settings: IngressSettings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        "ingress.server:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.delivery_timeout_s) + 5,
+        timeout_keep_alive=75,
+    )

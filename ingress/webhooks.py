@@ -1,0 +1,192 @@
+"""Turns a webhook body into a CallEvent or SmsEvent record, following the sender's contract.
+
+Onoff documents its fields loosely (`onoff-webhook.md`): only `id` is required;
+`null` and missing mean the same; values outside the documented sets are data,
+not errors; new fields may appear at any time. So this module is strict only
+about types it must convert (timestamps, integers, tags) and keeps every field
+it does not know in `extraJson`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ingress.errors import PayloadRejectedError
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class IngestMetadata:
+    received_at: datetime
+    request_id: str
+    api_key_name: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class ParsedDelivery:
+    key: str
+    record: dict[str, Any]
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadRejectedError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise PayloadRejectedError(f"body is JSON {type(value).__name__}, not an object")
+    return value
+
+
+def content_sha256(body: Mapping[str, Any]) -> str:
+    """Hash of the body as canonical JSON: sorted keys, no whitespace, nulls dropped.
+
+    Two deliveries that differ only in key order, spacing or explicit nulls
+    hash the same, which is what the dedupe processor compares.
+    """
+    canonical = orjson.dumps(_drop_nulls(body), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    # A number where a string belongs (a phone number, say) keeps its digits.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a string, got {_json_type(value)}")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise ValueError(f"expected an integer, got {_json_type(value)}")
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO-8601 date-time, got {_json_type(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 date-time: {value[:40]!r}") from None
+    # The sender writes UTC with a Z; a time without an offset is taken as UTC too.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _tags(value: Any) -> list[dict[str, str | None]]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected an array of tags, got {_json_type(value)}")
+    tags = []
+    for index, tag in enumerate(value):
+        if not isinstance(tag, dict):
+            raise ValueError(f"tag {index} is {_json_type(tag)}, not an object")
+        tags.append(
+            {
+                field: None if tag.get(field) is None else _string(tag[field])
+                for field in ("tagId", "tagName", "tagColor")
+            }
+        )
+    return tags
+
+
+def _json_type(value: Any) -> str:
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+_PARTY_FIELDS: dict[str, Parser] = {
+    "eventName": _string,
+    "onoffUserName": _string,
+    "onoffUserEmail": _string,
+    "onoffUserNumber": _string,
+    "externalNumber": _string,
+    "externalName": _string,
+    "externalEmail": _string,
+}
+
+CALL_FIELDS: dict[str, Parser] = {
+    **_PARTY_FIELDS,
+    "callStarted": _timestamp,
+    "callEnded": _timestamp,
+    "callDuration": _integer,
+    "callDirection": _string,
+    "callStatus": _string,
+    "callNotes": _string,
+    "voicemailUrl": _string,
+    "voicemailDuration": _integer,
+    "callRecordingUrl": _string,
+    "tags": _tags,
+}
+
+SMS_FIELDS: dict[str, Parser] = {
+    **_PARTY_FIELDS,
+    "date": _timestamp,
+    "smsDirection": _string,
+    "body": _string,
+}
+
+
+def build_record(
+    body: Mapping[str, Any], fields: Mapping[str, Parser], meta: IngestMetadata
+) -> ParsedDelivery:
+    """Validates a parsed body against `fields`; every problem is named in one reason."""
+    problems = []
+    key = body.get("id")
+    if key is None:
+        problems.append("id: required")
+    elif isinstance(key, bool) or not isinstance(key, str | int) or key == "":
+        problems.append(f"id: expected a non-empty string or number, got {_json_type(key)}")
+    record: dict[str, Any] = {"id": str(key)}
+    for field, parse in fields.items():
+        value = body.get(field)
+        if value is None:
+            record[field] = None
+            continue
+        try:
+            record[field] = parse(value)
+        except ValueError as exc:
+            problems.append(f"{field}: {exc}")
+    if problems:
+        raise PayloadRejectedError("; ".join(problems))
+    unknown = {k: v for k, v in body.items() if k != "id" and k not in fields and v is not None}
+    record["extraJson"] = (
+        orjson.dumps(unknown, option=orjson.OPT_SORT_KEYS).decode() if unknown else None
+    )
+    record["ingest"] = {
+        "receivedAt": meta.received_at,
+        "requestId": meta.request_id,
+        "contentSha256": content_sha256(body),
+        "apiKeyName": meta.api_key_name,
+        "path": meta.path,
+    }
+    return ParsedDelivery(key=record["id"], record=record)
