@@ -1,0 +1,3 @@
+from onoff_bridge.cli import main
+
+main()
