@@ -1,0 +1,1 @@
+"""The stream processors: a Faust app with one module per processor (dedupe, ...)."""
