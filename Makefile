@@ -45,8 +45,9 @@ format: install ## Reformat and autofix with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: typecheck
-typecheck: install ## mypy --strict on the packages
+typecheck: install ## mypy --strict on the packages; tests with check_untyped_defs
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 
 .PHONY: stack-up
 stack-up: install ## Start the local Kafka and registry (no Docker) and write var/stack.env

@@ -70,6 +70,7 @@ def build_app(settings: IngressSettings) -> Starlette:
 
     def on_shutdown() -> None:
         publisher.close()
+        registry.close()
 
     components = IngressComponents(
         publisher=publisher,

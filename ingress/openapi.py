@@ -6,7 +6,7 @@ from typing import Any
 
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _TIMESTAMP = {"type": "string", "format": "date-time", "nullable": True}
-_SECONDS = {"type": "integer", "minimum": 0, "nullable": True}
+_SECONDS = {"type": "integer", "maximum": 2**63 - 1, "minimum": -(2**63), "nullable": True}
 
 _PARTY = {
     "eventName": _NULLABLE_STRING,

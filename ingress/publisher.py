@@ -47,6 +47,9 @@ def producer_config(
         "message.timeout.ms": message_timeout_ms,
         "queue.buffering.max.messages": queue_max_messages,
         "socket.keepalive.enable": True,
+        # The Java client's partitioner, which Faust and Kafka Streams use too, so a call
+        # id lands in the same partition whoever produces it.
+        "partitioner": "murmur2_random",
         **(extra or {}),
     }
 

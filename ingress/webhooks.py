@@ -90,11 +90,14 @@ def _timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO-8601 date-time, got {_json_type(value)}")
     try:
-        parsed = datetime.fromisoformat(value)
+        # RFC 3339 allows a lowercase t and z; Python 3.11's parser does not.
+        parsed = datetime.fromisoformat(value.upper())
+        # The sender writes UTC with a Z; a time without an offset is taken as UTC too.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise ValueError(f"not an ISO-8601 date-time: {value[:40]!r}") from None
-    # The sender writes UTC with a Z; a time without an offset is taken as UTC too.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +01:00 has no UTC equivalent
+        raise ValueError(f"date-time out of range: {value[:40]!r}") from None
 
 
 def _tags(value: Any) -> list[dict[str, str | None]]:

@@ -10,6 +10,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from onoff_bridge.localstack import StackEndpoints
+from onoff_bridge.settings import TopicNames
 from schemas import SchemaName, load_schema, register_all
 from tests.integration.conftest import ConsumeAll, TopicFactory
 
@@ -59,8 +60,8 @@ def test_avro_record_round_trips_through_registry_and_topic(
 
 
 def test_registering_the_schemas_twice_returns_the_same_ids(
-    registry: SchemaRegistryClient, topic_names
-) -> None:  # type: ignore[no-untyped-def]
+    registry: SchemaRegistryClient, topic_names: TopicNames
+) -> None:
     first = register_all(registry, topic_names)
     second = register_all(registry, topic_names)
     assert first == second

@@ -42,7 +42,7 @@ def fold_all(deliveries: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, l
     return call, outcomes
 
 
-FIRST = dict(
+FIRST: dict[str, Any] = dict(
     onoffUserEmail="ada@example.com",
     callStarted=T0 - timedelta(minutes=6),
     callEnded=T0,
