@@ -94,6 +94,27 @@ def ingress(
     serve(settings)
 
 
+@app.command("worker")
+def worker(
+    name: Annotated[str, typer.Argument(help="dedupe, or all to run every processor here.")],
+    web_port: Annotated[int | None, typer.Option(help="Port of /healthz and /metrics.")] = None,
+) -> None:
+    """Run stream processors (settings from ONOFF_BRIDGE_* variables)."""
+    from processors.app import PROCESSORS
+    from processors.settings import ProcessorSettings
+    from processors.worker import run_worker
+
+    names = list(PROCESSORS) if name == "all" else [name]
+    if not set(names) <= set(PROCESSORS):
+        raise _fail(f"unknown processor {name!r}; choose from {', '.join(PROCESSORS)} or all")
+    settings = ProcessorSettings()
+    if web_port is not None:
+        settings = settings.model_copy(update={"web_port": web_port})
+    where = f"http://{settings.web_host}:{settings.web_port}"
+    _say(f"worker {'+'.join(names)}: health and metrics on {where}/healthz, /metrics")
+    run_worker(settings, names)
+
+
 @topics_app.command("create")
 def topics_create(
     partitions: Annotated[int, typer.Option(help="Partitions of the keyed topics.")] = 6,

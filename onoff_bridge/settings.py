@@ -31,7 +31,9 @@ class BridgeSettings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    schema_registry_url: str = "http://127.0.0.1:8081"
+    # The local stack's Apicurio serves the Confluent API under /apis/ccompat/v7;
+    # for a Confluent Schema Registry this is just http://host:8081.
+    schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
     topics: TopicNames = TopicNames()
     log_level: str = "INFO"
     log_json: bool = True

@@ -13,6 +13,7 @@ class SchemaName(enum.StrEnum):
     CALL_EVENT = "call_event"
     SMS_EVENT = "sms_event"
     REJECTED_DELIVERY = "rejected_delivery"
+    CALL = "call"
 
 
 @cache
@@ -26,4 +27,5 @@ def subjects_for(topics: TopicNames) -> dict[str, SchemaName]:
         f"{topics.cdr_raw}-value": SchemaName.CALL_EVENT,
         f"{topics.sms_raw}-value": SchemaName.SMS_EVENT,
         f"{topics.deadletter}-value": SchemaName.REJECTED_DELIVERY,
+        f"{topics.calls}-value": SchemaName.CALL,
     }

@@ -65,7 +65,7 @@ def test_registering_the_schemas_twice_returns_the_same_ids(
     first = register_all(registry, topic_names)
     second = register_all(registry, topic_names)
     assert first == second
-    assert len(set(first.values())) == 3
+    assert len(set(first.values())) == len(first) >= 4
     assert registry.get_compatibility(f"{topic_names.cdr_raw}-value") == "BACKWARD"
 
 

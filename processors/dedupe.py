@@ -1,0 +1,151 @@
+"""Dedupe: onoff.cdr.raw -> onoff.calls, one current, versioned record per call.
+
+The call table's changelog *is* the output topic: writing `calls[id] = call`
+both stores the state and emits the version, in one Kafka record. So there is
+no window in which the state says "emitted" but the output was never written
+(the trap that sank KIP-557): after a crash, either the record landed, and
+the replayed delivery is found folded in and dropped, or it did not, and the
+replay computes the same version again, identical, from the same inputs.
+Faust flushes the producer before it commits consumer offsets, so a committed
+offset always has its output behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import faust
+from faust.tables.table import Table
+from faust.types import EventT, StreamT
+
+from processors.codecs import UTF8
+from processors.deadletter import DeadLetters
+from processors.merge import Outcome, fold
+from processors.progress import ProgressTracker
+from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError
+
+log = logging.getLogger(__name__)
+
+NAME = "dedupe"
+
+
+class DedupeProcessor:
+    def __init__(
+        self,
+        app: faust.App,
+        source_topic: str,
+        calls_topic: str,
+        deadletter_topic: str,
+        call_events: AvroCodec,
+        call_codec_name: str,
+        deadletters: DeadLetters,
+        progress: ProgressTracker,
+        retention: timedelta,
+    ) -> None:
+        self._call_events = call_events
+        self._deadletters = deadletters
+        self._progress = progress
+        self._retention = retention
+        self.source = app.topic(
+            source_topic, key_serializer="raw", value_serializer="raw", internal=False
+        )
+        self._deadletter = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
+        self.calls = cast(
+            Table[str, dict[str, Any]],
+            app.Table(
+                "calls",
+                changelog_topic=app.topic(
+                    calls_topic, key_serializer=UTF8, value_serializer=call_codec_name
+                ),
+            ),
+        )
+        # Faust derives these from key_type/value_type; changelog writes use them.
+        self.calls.key_serializer = UTF8
+        self.calls.value_serializer = call_codec_name
+        app.agent(self.source, name=f"{NAME}-agent")(self._run)
+
+    async def _run(self, stream: StreamT[Any]) -> None:
+        async for event in stream.events():
+            await self.handle(event)
+
+    async def handle(self, event: EventT[Any]) -> Outcome | None:
+        message = event.message
+        try:
+            delivery = await decode_with_retry(self._call_events, message.value)
+        except RecordDecodeError as exc:
+            await self._reject(message, str(exc))
+            return None
+        if self._beyond_retention(delivery):
+            await self._reject(message, "callStarted is older than the dedupe retention")
+            return None
+        call_id = delivery["id"]
+        outcome, call = fold(self.calls.get(call_id), delivery)
+        if outcome is Outcome.NEW_VERSION:
+            self.calls[call_id] = call
+        self._progress.processed(
+            NAME, outcome.value, message.topic, message.partition, message.offset
+        )
+        return outcome
+
+    def _beyond_retention(self, delivery: dict[str, Any]) -> bool:
+        started: datetime | None = delivery.get("callStarted")
+        return started is not None and started < datetime.now(UTC) - self._retention
+
+    def evict_expired(self) -> int:
+        """Drops calls past the retention from memory, without a tombstone on onoff.calls.
+
+        Only the memory store needs it (RocksDB keeps state on disk). Deliveries
+        for such calls are refused by `_beyond_retention`, so an evicted call is
+        never needed again; its last version stays in the compacted topic.
+        """
+        store = self.calls.data
+        data = getattr(store, "data", None)
+        if not isinstance(data, dict):
+            return 0
+        cutoff = datetime.now(UTC) - self._retention
+        expired = [
+            key
+            for key, call in data.items()
+            if (call.get("callStarted") or call["lastUpdatedAt"]) < cutoff
+        ]
+        for key in expired:
+            data.pop(key, None)
+            getattr(store, "_key_partition", {}).pop(key, None)
+        return len(expired)
+
+    async def _reject(self, message: Any, reason: str) -> None:
+        key, value = self._deadletters.encode(
+            NAME, message.topic, message.partition, message.offset, message.value or b"", reason
+        )
+        await self._deadletter.send(key=key, value=value)
+        log.warning(
+            "dead-lettered %s/%s/%s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            extra={
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "reason": reason,
+            },
+        )
+        self._progress.processed(
+            NAME, "deadlettered", message.topic, message.partition, message.offset
+        )
+
+
+async def decode_with_retry(codec: AvroCodec, value: bytes | None) -> dict[str, Any]:
+    """Decodes a record, waiting out a registry outage rather than dead-lettering good data."""
+    delay = 0.5
+    while True:
+        try:
+            return codec.decode(value or b"")
+        except RegistryUnavailableError as exc:
+            log.warning("registry unavailable; retrying", extra={"error": str(exc), "in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

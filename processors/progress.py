@@ -1,0 +1,104 @@
+"""What a worker has done lately, so a silently stalled consumer is seen and restarted.
+
+Faust consumers can stop fetching after a rebalance or a broker outage without
+crashing (faust-streaming #175, #640). Each processed record updates this
+tracker; `/healthz` turns "records are waiting but nothing moved for
+stall_timeout_s" into a 503, and Prometheus gets the same figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass
+class PartitionProgress:
+    offset: int = -1
+    at: float = field(default_factory=time.time)
+
+
+class ProgressTracker:
+    def __init__(
+        self,
+        stall_timeout_s: float,
+        highwater: Callable[[str, int], int | None],
+        source_topics: set[str],
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._source_topics = source_topics
+        self._stall_timeout_s = stall_timeout_s
+        self._highwater = highwater
+        self._partitions: dict[tuple[str, int], PartitionProgress] = {}
+        self._started = time.time()
+        self.records = Counter(
+            "onoff_processor_records",
+            "Records handled, by processor and outcome",
+            ["processor", "outcome"],
+            registry=self.registry,
+        )
+        self._offset = Gauge(
+            "onoff_processor_last_offset",
+            "Offset of the last record processed",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self._lag = Gauge(
+            "onoff_processor_lag",
+            "Records waiting after the last one processed",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self._idle = Gauge(
+            "onoff_processor_seconds_since_progress",
+            "Seconds since the last record processed",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+
+    def processed(
+        self, processor: str, outcome: str, topic: str, partition: int, offset: int
+    ) -> None:
+        self.records.labels(processor, outcome).inc()
+        progress = self._partitions.setdefault((topic, partition), PartitionProgress())
+        progress.offset = offset
+        progress.at = time.time()
+
+    def watch(self, topic: str, partition: int) -> None:
+        """Tracks an assigned source partition before its first record arrives."""
+        if topic in self._source_topics:
+            self._partitions.setdefault((topic, partition), PartitionProgress(at=time.time()))
+
+    def forget(self, topic: str, partition: int) -> None:
+        self._partitions.pop((topic, partition), None)
+
+    def report(self) -> dict[str, Any]:
+        now = time.time()
+        partitions = []
+        stalled = False
+        for (topic, partition), progress in sorted(self._partitions.items()):
+            highwater = self._highwater(topic, partition)
+            lag = None if highwater is None else max(0, highwater - (progress.offset + 1))
+            idle = now - progress.at
+            is_stalled = bool(lag) and idle > self._stall_timeout_s
+            stalled = stalled or is_stalled
+            labels = (topic, str(partition))
+            self._offset.labels(*labels).set(progress.offset)
+            self._idle.labels(*labels).set(idle)
+            if lag is not None:
+                self._lag.labels(*labels).set(lag)
+            partitions.append(
+                {
+                    "topic": topic,
+                    "partition": partition,
+                    "last_offset": progress.offset,
+                    "lag": lag,
+                    "seconds_since_progress": round(idle, 1),
+                    "stalled": is_stalled,
+                }
+            )
+        return {"status": "stalled" if stalled else "ok", "partitions": partitions}

@@ -1,0 +1,25 @@
+"""What the processors need at runtime, read once from ONOFF_BRIDGE_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from onoff_bridge.settings import BridgeSettings
+
+
+class ProcessorSettings(BridgeSettings):
+    # Consumer group and Faust app id: `<prefix>-<processors>`, e.g. onoff-bridge-dedupe.
+    app_id_prefix: str = "onoff-bridge"
+    # Table storage; both are rebuilt from their changelog topic on a new machine.
+    store: Literal["memory", "rocksdb"] = "memory"
+    data_dir: Path = Path("var/processors")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # Calls are kept this long after callStarted; older deliveries go to the dead-letter topic.
+    dedupe_retention_days: float = Field(default=30.0, gt=0)
+    # No progress for this long while records wait: /healthz answers 503 so the pod restarts.
+    stall_timeout_s: float = Field(default=120.0, gt=0)
+    commit_interval_s: float = Field(default=2.0, gt=0)

@@ -1,0 +1,20 @@
+"""Runs processors in a Faust worker: `onoff-bridge worker dedupe` (or `all`).
+
+Faust's Worker handles SIGTERM and SIGINT: it stops the agents, flushes the
+producer, commits what was processed and leaves the consumer group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import faust
+
+from processors.app import build_app
+from processors.settings import ProcessorSettings
+
+
+def run_worker(settings: ProcessorSettings, names: Sequence[str]) -> None:
+    app = build_app(settings, names)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
