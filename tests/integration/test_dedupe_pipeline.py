@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from tests.integration.processor_fixtures import WorkerFactory, worker_factory
 
 
 @pytest.fixture
-def workers(endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path):  # type: ignore[no-untyped-def]
+def workers(
+    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
+) -> Iterator[WorkerFactory]:
     with worker_factory(endpoints, topic_names, tmp_path) as factory:
         yield factory
 
@@ -37,7 +40,7 @@ def read_calls(
     while len(messages) < count and time.monotonic() < deadline:
         time.sleep(0.5)
         messages = read_topic(endpoints.kafka_bootstrap_servers, topic, timeout_s=5)
-    return [codec.decode(m.value()) for m in messages]
+    return [codec.decode(m.value() or b"") for m in messages]
 
 
 def test_retries_updates_and_a_recording_make_exactly_three_versions(
