@@ -47,7 +47,11 @@ def development_api_key(home: Path) -> str:
 
 
 def run_everything(
-    settings: StackSettings, keep_stack: bool, say: Say, ingress_port: int = 8080
+    settings: StackSettings,
+    keep_stack: bool,
+    say: Say,
+    ingress_port: int = 8080,
+    processors_port: int = 6066,
 ) -> None:
     stack = LocalStack(settings, say)
     stop = threading.Event()
@@ -63,11 +67,17 @@ def run_everything(
             say("created topics " + ", ".join(created))
         api_key = development_api_key(settings.home)
         ingress_url = f"http://{settings.host}:{ingress_port}"
+        processors_url = f"http://{settings.host}:{processors_port}"
         env = {
             **os.environ,
             **endpoints.as_env(),
             "ONOFF_BRIDGE_API_KEY": api_key,
             "ONOFF_BRIDGE_LOG_JSON": os.environ.get("ONOFF_BRIDGE_LOG_JSON", "false"),
+            "ONOFF_BRIDGE_DATA_DIR": str(settings.home / "processors"),
+            # The sample bodies are from March 2026: keep them inside dedupe's retention.
+            "ONOFF_BRIDGE_DEDUPE_RETENTION_DAYS": os.environ.get(
+                "ONOFF_BRIDGE_DEDUPE_RETENTION_DAYS", "3650"
+            ),
         }
         stack.write_env({"ONOFF_BRIDGE_INGRESS_URL": ingress_url, "ONOFF_BRIDGE_API_KEY": api_key})
         services = [
@@ -75,6 +85,11 @@ def run_everything(
                 "ingress",
                 ["ingress", "--host", settings.host, "--port", str(ingress_port)],
                 f"{ingress_url}/healthz",
+            ),
+            ChildService(
+                "processors",
+                ["worker", "all", "--web-port", str(processors_port)],
+                f"{processors_url}/healthz",
             ),
         ]
         for service in services:
@@ -85,6 +100,7 @@ def run_everything(
         say(f"  kafka      {endpoints.kafka_bootstrap_servers}")
         say(f"  registry   {endpoints.schema_registry_url}")
         say(f"  ingress    {ingress_url}  (POST /v1/onoff/cdr, /v1/onoff/sms; /metrics, /readyz)")
+        say(f"  workers    {processors_url}  (dedupe; /healthz, /metrics)")
         say(f"  api key    {api_key}")
         say(f"  env        source {settings.env_file}")
         say("")
