@@ -63,6 +63,7 @@ stack-status: install ## Show what the local stack runs and where
 
 .PHONY: bench-ingress
 bench-ingress: install ## Benchmark the ingress against the local Kafka (prints and saves bench/results/)
+	@command -v wrk >/dev/null || apt-get install -y wrk || { echo "install wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench.ingress
 
 .PHONY: clean

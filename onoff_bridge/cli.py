@@ -96,7 +96,7 @@ def ingress(
 
 @app.command("worker")
 def worker(
-    name: Annotated[str, typer.Argument(help="dedupe, or all to run every processor here.")],
+    name: Annotated[str, typer.Argument(help="A processor's name, or all to run every one.")],
     web_port: Annotated[int | None, typer.Option(help="Port of /healthz and /metrics.")] = None,
 ) -> None:
     """Run stream processors (settings from ONOFF_BRIDGE_* variables)."""
@@ -106,7 +106,8 @@ def worker(
 
     names = list(PROCESSORS) if name == "all" else [name]
     if not set(names) <= set(PROCESSORS):
-        raise _fail(f"unknown processor {name!r}; choose from {', '.join(PROCESSORS)} or all")
+        choices = ", ".join(PROCESSORS)
+        raise _fail(f"unknown processor {name!r}; choose from {choices} or all")
     settings = ProcessorSettings()
     if web_port is not None:
         settings = settings.model_copy(update={"web_port": web_port})

@@ -8,22 +8,24 @@ twice after a restart; see the README.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from processors.codecs import register_avro
+from processors.context import Installer, ProcessorContext
 from processors.deadletter import DeadLetters
-from processors.dedupe import DedupeProcessor
 from processors.progress import ProgressTracker
 from processors.settings import ProcessorSettings
 from schemas import AvroCodec, SchemaName, register_all, registry_client
 
-PROCESSORS = ("dedupe",)
+# name -> "module:function" of each processor's installer, imported only when asked for.
+PROCESSORS: dict[str, str] = {
+    "dedupe": "processors.dedupe:install",
+}
 
 
 def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
@@ -50,26 +52,20 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry_client(settings.schema_registry_url)
     topics = settings.topics
-    source_topics = {topics.cdr_raw} if "dedupe" in names else set()
-    progress = ProgressTracker(settings.stall_timeout_s, _highwater(app), source_topics)
-    deadletters = DeadLetters(AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter))
-
-    if "dedupe" in names:
-        call_codec = register_avro(
-            f"avro:{topics.calls}", AvroCodec(registry, SchemaName.CALL, topics.calls)
-        )
-        dedupe = DedupeProcessor(
-            app,
-            source_topic=topics.cdr_raw,
-            calls_topic=topics.calls,
-            deadletter_topic=topics.deadletter,
-            call_events=AvroCodec(registry, SchemaName.CALL_EVENT, topics.cdr_raw),
-            call_codec_name=call_codec,
-            deadletters=deadletters,
-            progress=progress,
-            retention=timedelta(days=settings.dedupe_retention_days),
-        )
-        app.timer(3600.0)(_as_coroutine(dedupe.evict_expired))
+    progress = ProgressTracker(settings.stall_timeout_s, _highwater(app))
+    context = ProcessorContext(
+        app=app,
+        settings=settings,
+        registry=registry,
+        deadletters=DeadLetters(
+            AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter)
+        ),
+        progress=progress,
+    )
+    for name in names:
+        module, _, function = PROCESSORS[name].partition(":")
+        installer: Installer = getattr(importlib.import_module(module), function)
+        installer(context)
 
     async def register_schemas() -> None:
         register_all(registry, topics)
@@ -86,18 +82,18 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)
 
-    @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         report = progress.report()
         return web.json(report, status=503 if report["status"] == "stalled" else 200)
 
-    @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         progress.report()  # refreshes the lag and idle gauges
         # aiohttp refuses a charset inside content_type; the exposition format is ASCII.
         content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return web.bytes(generate_latest(progress.registry), content_type=content_type)
 
+    for path, view in {"/healthz": healthz, "/metrics": metrics, **context.pages}.items():
+        app.page(path)(view)
     return app
 
 
@@ -109,10 +105,3 @@ def _highwater(app: faust.App) -> Any:
             return None
 
     return highwater
-
-
-def _as_coroutine(function: Any) -> Any:
-    async def run() -> None:
-        function()
-
-    return run

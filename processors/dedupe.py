@@ -21,11 +21,12 @@ import faust
 from faust.tables.table import Table
 from faust.types import EventT, StreamT
 
-from processors.codecs import UTF8
+from processors.codecs import UTF8, register_avro
+from processors.context import ProcessorContext
 from processors.deadletter import DeadLetters
 from processors.merge import Outcome, fold
 from processors.progress import ProgressTracker
-from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError
+from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError, SchemaName
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +150,29 @@ async def decode_with_retry(codec: AvroCodec, value: bytes | None) -> dict[str, 
             log.warning("registry unavailable; retrying", extra={"error": str(exc), "in_s": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def install(context: ProcessorContext) -> None:
+    topics = context.settings.topics
+    call_codec = register_avro(
+        f"avro:{topics.calls}", AvroCodec(context.registry, SchemaName.CALL, topics.calls)
+    )
+    dedupe = DedupeProcessor(
+        context.app,
+        source_topic=topics.cdr_raw,
+        calls_topic=topics.calls,
+        deadletter_topic=topics.deadletter,
+        call_events=AvroCodec(context.registry, SchemaName.CALL_EVENT, topics.cdr_raw),
+        call_codec_name=call_codec,
+        deadletters=context.deadletters,
+        progress=context.progress,
+        retention=timedelta(days=context.settings.dedupe_retention_days),
+    )
+    context.progress.source_topics.add(topics.cdr_raw)
+
+    async def evict_expired() -> None:
+        evicted = dedupe.evict_expired()
+        if evicted:
+            log.info("evicted %d calls past the retention from memory", evicted)
+
+    context.app.timer(3600.0)(evict_expired)

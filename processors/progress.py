@@ -27,10 +27,10 @@ class ProgressTracker:
         self,
         stall_timeout_s: float,
         highwater: Callable[[str, int], int | None],
-        source_topics: set[str],
     ) -> None:
         self.registry = CollectorRegistry()
-        self._source_topics = source_topics
+        # Topics whose partitions a processor consumes; changelogs are not progress.
+        self.source_topics: set[str] = set()
         self._stall_timeout_s = stall_timeout_s
         self._highwater = highwater
         self._partitions: dict[tuple[str, int], PartitionProgress] = {}
@@ -70,7 +70,7 @@ class ProgressTracker:
 
     def watch(self, topic: str, partition: int) -> None:
         """Tracks an assigned source partition before its first record arrives."""
-        if topic in self._source_topics:
+        if topic in self.source_topics:
             self._partitions.setdefault((topic, partition), PartitionProgress(at=time.time()))
 
     def forget(self, topic: str, partition: int) -> None:

@@ -14,6 +14,8 @@ class SchemaName(enum.StrEnum):
     SMS_EVENT = "sms_event"
     REJECTED_DELIVERY = "rejected_delivery"
     CALL = "call"
+    RECORDING = "recording"
+    USER_CALL_METRICS = "user_call_metrics"
 
 
 @cache
@@ -28,4 +30,6 @@ def subjects_for(topics: TopicNames) -> dict[str, SchemaName]:
         f"{topics.sms_raw}-value": SchemaName.SMS_EVENT,
         f"{topics.deadletter}-value": SchemaName.REJECTED_DELIVERY,
         f"{topics.calls}-value": SchemaName.CALL,
+        f"{topics.recordings}-value": SchemaName.RECORDING,
+        f"{topics.user_call_metrics}-value": SchemaName.USER_CALL_METRICS,
     }
