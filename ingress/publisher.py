@@ -1,8 +1,9 @@
 """Publishes records to Kafka and lets the request handler await the broker's acknowledgement.
 
-A plain confluent-kafka `Producer` is driven by one poll thread; each delivery
-report completes an asyncio future on the event loop that is waiting for it.
-So the handler answers 200 only once the broker has the record (`acks=all`,
+A plain confluent-kafka `Producer` is driven by one poll thread; the delivery
+reports of one poll are handed to the event loop in one batch (one wake-up,
+not one per message), where they complete the futures the handlers await. So
+the handler answers 200 only once the broker has the record (`acks=all`,
 idempotent producer), and never blocks the event loop while it waits.
 """
 
@@ -13,6 +14,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -27,6 +29,9 @@ class DeliveryReceipt:
     topic: str
     partition: int
     offset: int
+
+
+_Report = tuple["asyncio.Future[DeliveryReceipt]", KafkaError | None, Message]
 
 
 def producer_config(
@@ -60,36 +65,48 @@ class KafkaPublisher:
         self._delivery_timeout_s = delivery_timeout_s
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Filled by delivery callbacks, which run in the thread that polls.
+        self._reports: list[_Report] = []
 
     def start(self) -> None:
+        """Starts the poll thread; call it from the event loop that will publish."""
+        self._loop = asyncio.get_running_loop()
         self._running.set()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
 
     def _poll_loop(self) -> None:
+        assert self._loop is not None
         while self._running.is_set():
             self._producer.poll(0.05)
+            if self._reports:
+                reports, self._reports = self._reports, []
+                self._loop.call_soon_threadsafe(_settle_all, reports)
 
     async def publish(self, topic: str, key: str, value: bytes) -> DeliveryReceipt:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[DeliveryReceipt] = loop.create_future()
-
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, error, message)
-
+        future: asyncio.Future[DeliveryReceipt] = asyncio.get_running_loop().create_future()
         try:
-            self._producer.produce(topic, value=value, key=key.encode(), on_delivery=on_delivery)
+            self._producer.produce(
+                topic, value=value, key=key.encode(), on_delivery=partial(self._collect, future)
+            )
         except BufferError as exc:
             raise PublishError("producer queue is full") from exc
         except KafkaException as exc:
             raise PublishError(f"produce to {topic} failed: {exc}") from exc
         try:
-            return await asyncio.wait_for(future, self._delivery_timeout_s)
+            async with asyncio.timeout(self._delivery_timeout_s):
+                return await future
         except TimeoutError as exc:
             # The message may still be written later; the processors deduplicate.
             raise PublishError(
                 f"no acknowledgement from Kafka within {self._delivery_timeout_s}s"
             ) from exc
+
+    def _collect(
+        self, future: asyncio.Future[DeliveryReceipt], error: KafkaError | None, message: Message
+    ) -> None:
+        self._reports.append((future, error, message))
 
     def queue_depth(self) -> int:
         return len(self._producer)
@@ -104,24 +121,32 @@ class KafkaPublisher:
         return found is not None and found.error is None
 
     def close(self, timeout_s: float = 10.0) -> int:
-        """Flushes what is queued, stops the poll thread; returns messages left unsent."""
-        left = int(self._producer.flush(timeout_s))
+        """Stops the poll thread, flushes what is queued; returns messages left unsent.
+
+        Call it on the event loop's thread: the last reports are settled here.
+        """
         self._running.clear()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        left = int(self._producer.flush(timeout_s))
+        reports, self._reports = self._reports, []
+        _settle_all(reports)
         if left:
             log.error("producer closed with undelivered messages", extra={"undelivered": left})
         return left
 
 
-def _settle(
-    future: asyncio.Future[DeliveryReceipt], error: KafkaError | None, message: Message
-) -> None:
-    if future.done():  # the handler gave up waiting already
-        return
-    if error is not None:
-        future.set_exception(PublishError(f"delivery to {message.topic()} failed: {error.str()}"))
-    else:
-        future.set_result(
-            DeliveryReceipt(message.topic() or "", message.partition() or 0, message.offset() or 0)
-        )
+def _settle_all(reports: list[_Report]) -> None:
+    for future, error, message in reports:
+        if future.done():  # the handler gave up waiting already
+            continue
+        if error is not None:
+            future.set_exception(
+                PublishError(f"delivery to {message.topic()} failed: {error.str()}")
+            )
+        else:
+            future.set_result(
+                DeliveryReceipt(
+                    message.topic() or "", message.partition() or 0, message.offset() or 0
+                )
+            )

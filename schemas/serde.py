@@ -1,52 +1,105 @@
-"""Avro values in the Confluent wire format (magic byte, schema id, body) for one topic."""
+"""Avro values in the Confluent wire format (magic byte, 4-byte schema id, body) for one topic.
+
+The same bytes as confluent-kafka's `AvroSerializer`/`AvroDeserializer` (the
+tests check it), written directly with fastavro: the schema is registered once
+and its id cached, writer schemas are fetched once per id, so the hot paths
+(the ingress handler, the processors' loops) do no registry work and skip the
+serializers' generic rule machinery.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import struct
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+import fastavro
 import httpx
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from schemas.catalog import SchemaName, load_schema
 from schemas.errors import RecordDecodeError, RecordEncodeError, RegistryUnavailableError
+
+_MAGIC = 0
+_HEADER = struct.Struct(">bI")
 
 
 class AvroCodec:
     """Writes and reads one topic's values with the checked-in schema.
 
-    Writing registers the schema on first use (then the id is cached); reading
-    resolves the writer's schema by id and projects it onto ours, so records
-    written with an older compatible schema still read.
+    Reading resolves the writer's schema by id and projects it onto ours, so
+    records written with an older compatible schema still read.
     """
 
     def __init__(self, client: SchemaRegistryClient, name: SchemaName, topic: str) -> None:
-        schema = load_schema(name)
         self.topic = topic
-        self._context = SerializationContext(topic, MessageField.VALUE)
-        self._serializer = AvroSerializer(client, schema, conf={"auto.register.schemas": True})
-        self._deserializer = AvroDeserializer(client, schema)
+        self._client = client
+        self._schema = load_schema(name)
+        self._subject = f"{topic}-value"
+        self._reader = fastavro.parse_schema(json.loads(self._schema))
+        self._schema_id: int | None = None
+        self._writers: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def schema_id(self) -> int:
+        """Registers the schema under `<topic>-value` on first use; cached afterwards."""
+        if self._schema_id is None:
+            with self._lock:
+                if self._schema_id is None:
+                    self._schema_id = self._registry_call(
+                        self._client.register_schema, self._subject, Schema(self._schema, "AVRO")
+                    )
+        return self._schema_id
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        header = _HEADER.pack(_MAGIC, self.schema_id())
+        out = io.BytesIO()
+        out.write(header)
         try:
-            data = self._serializer(record, self._context)
-        except (SchemaRegistryError, httpx.HTTPError) as exc:
-            raise RegistryUnavailableError(f"registry lookup for {self.topic}: {exc}") from exc
+            fastavro.schemaless_writer(out, self._reader, record)
         except Exception as exc:  # fastavro raises ValueError/TypeError/KeyError and others
-            raise RecordEncodeError(f"value does not fit {self.topic}: {exc}") from exc
-        assert data is not None
-        return bytes(data)
+            raise RecordEncodeError(f"value does not fit {self.topic}: {exc!r}") from exc
+        return out.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) < _HEADER.size or data[0] != _MAGIC:
+            raise RecordDecodeError(f"{self.topic}: not a Confluent-framed Avro record")
+        _, schema_id = _HEADER.unpack_from(data)
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            writer = self._writer_schema(schema_id)
         try:
-            record = self._deserializer(data, self._context)
-        except (SchemaRegistryError, httpx.HTTPError) as exc:
-            raise RegistryUnavailableError(f"registry lookup for {self.topic}: {exc}") from exc
+            record = fastavro.schemaless_reader(
+                io.BytesIO(data[_HEADER.size :]), writer, self._reader
+            )
         except Exception as exc:
-            raise RecordDecodeError(f"cannot decode a record of {self.topic}: {exc}") from exc
+            raise RecordDecodeError(f"cannot decode a record of {self.topic}: {exc!r}") from exc
         if not isinstance(record, dict):
             raise RecordDecodeError(f"{self.topic}: expected a record, got {type(record).__name__}")
         return record
+
+    def _writer_schema(self, schema_id: int) -> Any:
+        try:
+            schema = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:  # an id the registry never issued: bad data
+                raise RecordDecodeError(f"{self.topic}: unknown schema id {schema_id}") from exc
+            raise RegistryUnavailableError(f"registry lookup for {self.topic}: {exc}") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise RegistryUnavailableError(f"registry lookup for {self.topic}: {exc}") from exc
+        try:
+            writer = fastavro.parse_schema(json.loads(schema.schema_str or ""))
+        except Exception as exc:
+            raise RecordDecodeError(f"{self.topic}: writer schema {schema_id} is unusable") from exc
+        self._writers[schema_id] = writer
+        return writer
+
+    def _registry_call(self, call: Any, *args: Any) -> int:
+        try:
+            return int(call(*args))
+        except (SchemaRegistryError, httpx.HTTPError, OSError) as exc:
+            raise RegistryUnavailableError(f"registry lookup for {self.topic}: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
@@ -11,7 +12,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
-from schemas import SchemaName, load_schema, register_all
+from schemas import AvroCodec, RecordDecodeError, SchemaName, load_schema, register_all
 from tests.integration.conftest import ConsumeAll, TopicFactory
 
 
@@ -73,3 +74,42 @@ def _field_names(schema: str) -> list[str]:
     import json
 
     return [field["name"] for field in json.loads(schema)["fields"]]
+
+
+def test_avro_codec_writes_and_reads_the_same_bytes_as_confluents_serializers(
+    registry: SchemaRegistryClient, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory("codec-compat")
+    codec = AvroCodec(registry, SchemaName.SMS_EVENT, topic)
+    record = {
+        "id": "s-1",
+        "date": datetime(2026, 3, 2, 9, 25, 12, tzinfo=UTC),
+        "body": "Got the invoice, thanks!",
+        "ingest": {
+            "receivedAt": datetime(2026, 3, 2, 9, 25, 13, tzinfo=UTC),
+            "requestId": "r-2",
+            "contentSha256": "1" * 64,
+            "apiKeyName": None,
+            "path": "/v1/onoff/sms",
+        },
+    }
+    context = SerializationContext(topic, MessageField.VALUE)
+    schema = load_schema(SchemaName.SMS_EVENT)
+    ours = codec.encode(record)
+    theirs = AvroSerializer(registry, schema)(record, context)
+    # Same frame and body; the ids may differ, since Apicurio registers the serializer's
+    # re-serialized schema text as a version of its own.
+    assert ours[0] == theirs[0] == 0
+    assert ours[5:] == theirs[5:]
+    expected = {name: None for name in _field_names(schema)} | record
+    assert AvroDeserializer(registry)(ours, context) == expected
+    assert codec.decode(theirs) == expected
+
+
+def test_avro_codec_refuses_bytes_it_cannot_read(
+    registry: SchemaRegistryClient, topic_factory: TopicFactory
+) -> None:
+    codec = AvroCodec(registry, SchemaName.CALL_EVENT, topic_factory("codec-bad"))
+    for data in (b"", b"not avro", b"\x00\x7f\xff\xff\xf0garbage"):
+        with pytest.raises(RecordDecodeError):
+            codec.decode(data)
