@@ -25,6 +25,8 @@ from schemas.catalog import SchemaName, load_schema
 from schemas.errors import RecordDecodeError, RecordEncodeError, RegistryUnavailableError
 
 _MAGIC = 0
+# Marks a writer schema equal to the reader's: no resolution needed.
+_SAME = object()
 _HEADER = struct.Struct(">bI")
 
 
@@ -69,12 +71,14 @@ class AvroCodec:
         if len(data) < _HEADER.size or data[0] != _MAGIC:
             raise RecordDecodeError(f"{self.topic}: not a Confluent-framed Avro record")
         _, schema_id = _HEADER.unpack_from(data)
-        writer = self._writers.get(schema_id)
-        if writer is None:
-            writer = self._writer_schema(schema_id)
+        if schema_id not in self._writers:
+            self._writers[schema_id] = self._writer_schema(schema_id)
+        writer = self._writers[schema_id]
         try:
+            # Written with our own schema: read it as is, without schema resolution.
+            reader = None if writer is _SAME else self._reader
             record = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER.size :]), writer, self._reader
+                io.BytesIO(data[_HEADER.size :]), writer if reader else self._reader, reader
             )
         except Exception as exc:
             raise RecordDecodeError(f"cannot decode a record of {self.topic}: {exc!r}") from exc
@@ -95,8 +99,7 @@ class AvroCodec:
             writer = fastavro.parse_schema(json.loads(schema.schema_str or ""))
         except Exception as exc:
             raise RecordDecodeError(f"{self.topic}: writer schema {schema_id} is unusable") from exc
-        self._writers[schema_id] = writer
-        return writer
+        return _SAME if writer == self._reader else writer
 
     def _registry_call(self, call: Any, *args: Any) -> int:
         try:
