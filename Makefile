@@ -62,9 +62,13 @@ stack-status: install ## Show what the local stack runs and where
 	$(BIN)/onoff-bridge stack status
 
 .PHONY: bench-ingress
-bench-ingress: install ## Benchmark the ingress against the local Kafka (prints and saves bench/results/)
+bench-ingress: install ## Benchmark one ingress process on the local Kafka (saves bench/results/)
 	@command -v wrk >/dev/null || apt-get install -y wrk || { echo "install wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m bench.ingress
+
+.PHONY: bench-dedupe
+bench-dedupe: install ## Benchmark one dedupe worker catching up (BENCH_DELIVERIES, BENCH_STORE)
+	$(BIN)/python -m bench.dedupe
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and var/ (stop the stack first)
