@@ -55,7 +55,7 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry_client(settings.schema_registry_url)
     topics = settings.topics
-    progress = ProgressTracker(settings.stall_timeout_s, _highwater(app))
+    progress = ProgressTracker(settings.stall_timeout_s, _highwater(app), _committed(app))
     context = ProcessorContext(
         app=app,
         settings=settings,
@@ -98,6 +98,18 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     for path, view in {"/healthz": healthz, "/metrics": metrics, **context.pages}.items():
         app.page(path)(view)
     return app
+
+
+def _committed(app: faust.App) -> Any:
+    def committed(topic: str, partition: int) -> int | None:
+        # Faust keeps the offsets it committed or seeked to on assignment; no public API.
+        try:
+            offset = getattr(app.consumer, "_committed_offset", {}).get(TP(topic, partition))
+        except Exception:  # the consumer is not started yet
+            return None
+        return None if offset is None else int(offset)
+
+    return committed
 
 
 def _highwater(app: faust.App) -> Any:

@@ -1,13 +1,16 @@
 """Dedupe: onoff.cdr.raw -> onoff.calls, one current, versioned record per call.
 
-The call table's changelog *is* the output topic: writing `calls[id] = call`
-both stores the state and emits the version, in one Kafka record. So there is
-no window in which the state says "emitted" but the output was never written
-(the trap that sank KIP-557): after a crash, either the record landed, and
-the replayed delivery is found folded in and dropped, or it did not, and the
-replay computes the same version again, identical, from the same inputs.
-Faust flushes the producer before it commits consumer offsets, so a committed
-offset always has its output behind it.
+The call table's changelog *is* the output topic: one Kafka record both emits
+a version and stores the state it is recovered from. So there is no window in
+which the state says "emitted" but the output was never written (the trap that
+sank KIP-557): after a crash, either the record landed, and the replayed
+delivery is found folded in and dropped, or it did not, and the replay computes
+the same version again, identical, from the same inputs.
+
+The record is handed to the producer (awaited) before the event is done, and
+Faust flushes the producer before it commits an offset, so a committed offset
+always has its output behind it. Table assignment would go through Faust's
+ProducerBuffer instead, whose flush can return with messages still queued.
 """
 
 from __future__ import annotations
@@ -54,16 +57,13 @@ class DedupeProcessor:
             source_topic, key_serializer="raw", value_serializer="raw", internal=False
         )
         self._deadletter = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
-        self.calls = cast(
-            Table[str, dict[str, Any]],
-            app.Table(
-                "calls",
-                changelog_topic=app.topic(
-                    calls_topic, key_serializer=UTF8, value_serializer=call_codec_name
-                ),
-            ),
+        self._calls_topic = app.topic(
+            calls_topic, key_serializer=UTF8, value_serializer=call_codec_name
         )
-        # Faust derives these from key_type/value_type; changelog writes use them.
+        self.calls = cast(
+            Table[str, dict[str, Any]], app.Table("calls", changelog_topic=self._calls_topic)
+        )
+        # Faust derives these from key_type/value_type; recovery reads with them.
         self.calls.key_serializer = UTF8
         self.calls.value_serializer = call_codec_name
         app.agent(self.source, name=f"{NAME}-agent")(self._run)
@@ -85,11 +85,20 @@ class DedupeProcessor:
         call_id = delivery["id"]
         outcome, call = fold(self.calls.get(call_id), delivery)
         if outcome is Outcome.NEW_VERSION:
-            self.calls[call_id] = call
+            await self._emit(call_id, call, message.partition)
         self._progress.processed(
             NAME, outcome.value, message.topic, message.partition, message.offset
         )
         return outcome
+
+    async def _emit(self, call_id: str, call: dict[str, Any], partition: int) -> None:
+        # The changelog partition is the source partition, as for any Faust table.
+        await self._calls_topic.send(key=call_id, value=call, partition=partition)
+        store = self.calls.data
+        store[call_id] = call  # the store only: the record just sent is its changelog entry
+        key_partitions = getattr(store, "_key_partition", None)  # memory store: revocation
+        if key_partitions is not None:
+            key_partitions[call_id] = partition
 
     def _beyond_retention(self, delivery: dict[str, Any]) -> bool:
         started: datetime | None = delivery.get("callStarted")

@@ -27,12 +27,16 @@ class ProgressTracker:
         self,
         stall_timeout_s: float,
         highwater: Callable[[str, int], int | None],
+        committed: Callable[[str, int], int | None] = lambda topic, partition: None,
     ) -> None:
         self.registry = CollectorRegistry()
         # Topics whose partitions a processor consumes; changelogs are not progress.
         self.source_topics: set[str] = set()
         self._stall_timeout_s = stall_timeout_s
         self._highwater = highwater
+        # Where the group stands on a partition this worker has not read from yet:
+        # after a restart or rebalance, everything up to there was processed before.
+        self._committed = committed
         self._partitions: dict[tuple[str, int], PartitionProgress] = {}
         self._started = time.time()
         self.records = Counter(
@@ -82,7 +86,9 @@ class ProgressTracker:
         stalled = False
         for (topic, partition), progress in sorted(self._partitions.items()):
             highwater = self._highwater(topic, partition)
-            lag = None if highwater is None else max(0, highwater - (progress.offset + 1))
+            committed = self._committed(topic, partition)
+            done = max(progress.offset + 1, committed or 0)
+            lag = None if highwater is None else max(0, highwater - done)
             idle = now - progress.at
             is_stalled = bool(lag) and idle > self._stall_timeout_s
             stalled = stalled or is_stalled

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from ingress.publisher import producer_config
@@ -227,8 +227,13 @@ class PacedProducer(threading.Thread):
         codec: AvroCodec,
         records: Sequence[Record],
         per_second: float,
+        hold_at: int | None = None,
     ) -> None:
+        """`hold_at`: produce that many records, then wait for `release()` to go on."""
         super().__init__(name="paced-producer", daemon=True)
+        self._hold_at = hold_at
+        self._released = threading.Event()
+        self._stopped = threading.Event()
         self._producer = Producer(producer_config(bootstrap_servers, message_timeout_ms=30_000))
         self._values = [(r["id"].encode(), codec.encode(r)) for r in records]
         self._topic = codec.topic
@@ -247,6 +252,13 @@ class PacedProducer(threading.Thread):
         start = time.monotonic()
         try:
             for n, (key, value) in enumerate(self._values):
+                if self._stopped.is_set():
+                    break
+                if n == self._hold_at:
+                    self._producer.flush(30)
+                    while not self._released.wait(0.1):
+                        self._producer.poll(0)
+                    start = time.monotonic() - n / self._per_second
                 delay = start + n / self._per_second - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -261,6 +273,16 @@ class PacedProducer(threading.Thread):
                 self.errors.append(f"producer thread: {exc!r}")
         finally:
             self._producer.close()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def stop(self) -> None:
+        """Stops producing (a test that failed half-way); idempotent."""
+        self._stopped.set()
+        self._released.set()
+        if self.is_alive():
+            self.join(60)
 
     def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -401,15 +423,61 @@ def source_progress(workers: Sequence[Worker], source_topic: str) -> dict[int, d
     return found
 
 
-def wait_until_processing(worker: Worker, source_topic: str, timeout_s: float = 60.0) -> None:
-    """Until the worker has processed at least one record of the source topic itself."""
+def processed_offsets(worker: Worker, source_topic: str) -> dict[int, int]:
+    """Per source partition, the offset after the last record this worker processed itself."""
+    progress = source_progress([worker], source_topic)
+    return {p: r["last_offset"] + 1 for p, r in progress.items() if r["last_offset"] >= 0}
+
+
+def beyond(offsets: Mapping[int, int], base: Mapping[int, int]) -> int:
+    """How many records `offsets` are past `base`, summed over partitions."""
+    return sum(max(0, offset - base.get(p, 0)) for p, offset in offsets.items())
+
+
+def wait_until_processed(
+    worker: Worker, source_topic: str, base: Mapping[int, int], count: int, timeout_s: float = 60.0
+) -> dict[int, int]:
+    """Until the worker has processed `count` records past `base`; returns its offsets."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        offsets = processed_offsets(worker, source_topic)
+        if beyond(offsets, base) >= count:
+            return offsets
+        assert time.monotonic() < deadline, (
+            f"worker processed {beyond(offsets, base)} < {count} records past {base} "
+            f"in {timeout_s}s\n{worker.tail()}"
+        )
+        time.sleep(0.05)
+
+
+def wait_until_lag_at_most(
+    worker: Worker, source_topic: str, lag: int, timeout_s: float = 60.0
+) -> None:
+    """Until the worker's /healthz lag, summed over its source partitions, is at most `lag`."""
     deadline = time.monotonic() + timeout_s
     while True:
         progress = source_progress([worker], source_topic)
-        if any(p["last_offset"] >= 0 for p in progress.values()):
+        lags = [p["lag"] for p in progress.values()]
+        if lags and None not in lags and sum(lags) <= lag:
             return
-        assert time.monotonic() < deadline, f"worker processed nothing: {progress}\n{worker.tail()}"
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, f"lag stays above {lag}: {progress}"
+        time.sleep(0.05)
+
+
+def committed_offsets(
+    bootstrap_servers: str, group: str, topic: str, partitions: int
+) -> dict[int, int]:
+    """The group's committed offset of each partition of `topic` (0 when there is none)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        committed = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+        return {tp.partition: max(tp.offset, 0) for tp in committed}
+    finally:
+        consumer.close()
 
 
 def wait_caught_up(

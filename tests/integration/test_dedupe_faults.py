@@ -1,4 +1,4 @@
-"""Dedupe under faults: SIGKILLed workers, two workers sharing partitions, undecodable records.
+"""Dedupe under faults: SIGKILLed workers, two workers sharing partitions, bad records, restarts.
 
 Real broker and registry; workers run as real processes (`python -m onoff_bridge
 worker dedupe`). Deliveries are produced straight to the test's own
@@ -6,7 +6,9 @@ worker dedupe`). Deliveries are produced straight to the test's own
 back with read_committed. What must hold, whatever happens to the workers:
 every call's versions are 1..n with none missing, a re-emitted version is
 identical to its first copy, and the last version is the call that the real
-fold computes from the call's deliveries in production order.
+fold computes from the call's deliveries in production order. A record that
+cannot be decoded goes to the dead-letter topic and the worker goes on; a
+restarted worker with nothing to do says so on /healthz.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import signal
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -30,28 +34,25 @@ from tests.integration.conftest import TopicFactory
 from tests.integration.dedupe_load import (
     CallLog,
     PacedProducer,
+    beyond,
     call_problems,
+    committed_offsets,
     expected_calls,
     generate_deliveries,
+    processed_offsets,
     produce_all,
     produce_raw,
     read_calls,
     roundtrip,
     source_progress,
     wait_caught_up,
-    wait_until_processing,
+    wait_until_lag_at_most,
+    wait_until_processed,
 )
-from tests.integration.ingress_fixtures import decode_values, read_topic
+from tests.integration.ingress_fixtures import decode_values, read_topic, topic_size
 from tests.integration.processor_fixtures import Worker, WorkerFactory, worker_factory
 
 PARTITIONS = 3
-# Faust's defaults keep a SIGKILLed member in the group for 60 s, and a new worker's
-# first rebalance waits that long. Production keeps them; the test shortens them.
-FAST_GROUP = {
-    "BROKER_SESSION_TIMEOUT": "6",
-    "BROKER_HEARTBEAT_INTERVAL": "1",
-    "BROKER_REBALANCE_TIMEOUT": "10",
-}
 
 
 @pytest.fixture
@@ -86,6 +87,51 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
         print(f"\n[dedupe faults] {line}")
 
 
+# Where each SIGKILL lands, in order:
+# - "steady": the producer is that far along and the worker keeps up (lag <= STEADY_LAG);
+#   it commits every 0.5 s, so its latest records are processed but not committed.
+# - "backlog": a restarted worker is working through what piled up while the group
+#   waited out its dead member; it has done BACKLOG_STEP records.
+# - "recovery": a restarted worker answers /healthz but may still be joining the group
+#   or reading its table back from onoff.calls.
+KILLS = (
+    ("steady", 0.15),
+    ("backlog", 0.0),
+    ("recovery", 0.0),
+    ("steady", 0.6),
+    ("backlog", 0.0),
+)
+STEADY_LAG = 30
+BACKLOG_STEP = 150
+
+
+@dataclass
+class Kill:
+    mode: str
+    produced: int
+    processed: int  # by the killed worker itself, past the offsets it started from
+    replayed: int  # processed but not committed: the next worker reads them again
+    at_s: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.mode}@{self.at_s:.0f}s: produced {self.produced}, "
+            f"processed {self.processed}, replayed {self.replayed}"
+        )
+
+
+def start_worker(factory: WorkerFactory, wait: bool = True, **env: str) -> Worker:
+    # Faust's defaults keep a SIGKILLed member in the group for 60 s, and a new worker's
+    # first rebalance waits that long. Production keeps them; the tests shorten them.
+    return factory.start(
+        wait=wait,
+        BROKER_SESSION_TIMEOUT="6",
+        BROKER_HEARTBEAT_INTERVAL="1",
+        BROKER_REBALANCE_TIMEOUT="10",
+        **env,
+    )
+
+
 def test_sigkilled_workers_lose_no_version_and_re_emit_only_identical_ones(
     endpoints: StackEndpoints,
     registry: SchemaRegistryClient,
@@ -94,35 +140,55 @@ def test_sigkilled_workers_lose_no_version_and_re_emit_only_identical_ones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.monotonic()
-    codec = AvroCodec(registry, SchemaName.CALL_EVENT, topic_names.cdr_raw)
+    bootstrap, source = endpoints.kafka_bootstrap_servers, topic_names.cdr_raw
+    group = f"{workers.app_id_prefix}-dedupe"
+    codec = AvroCodec(registry, SchemaName.CALL_EVENT, source)
     records = generate_deliveries(calls=700, seed=20260302)
     expected = expected_calls(roundtrip(codec, records))
-    bootstrap = endpoints.kafka_bootstrap_servers
 
-    worker = workers.start(**FAST_GROUP)
-    producer = PacedProducer(bootstrap, codec, records, per_second=110)
-    producer.start()
-    kills: list[tuple[int, int]] = []
-    for share in (0.2, 0.45, 0.7):
-        producer.wait_for(int(len(records) * share))
-        wait_until_processing(worker, topic_names.cdr_raw)
-        progress = source_progress([worker], topic_names.cdr_raw)
-        assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
-        kills.append((producer.produced, sum(p["last_offset"] + 1 for p in progress.values())))
-        worker = workers.start(**FAST_GROUP)
-    producer.finish()
-    wait_caught_up(
-        [worker], bootstrap, topic_names.cdr_raw, topic_names.calls, PARTITIONS, timeout_s=60
+    worker = start_worker(workers)
+    # The last tenth waits for the last worker, so it has records to read on every partition.
+    producer = PacedProducer(
+        bootstrap, codec, records, per_second=80, hold_at=int(len(records) * 0.9)
     )
+    producer.start()
+    kills: list[Kill] = []
+    committed: dict[int, int] = {}
+    try:
+        for mode, share in KILLS:
+            producer.wait_for(int(len(records) * share))
+            if mode == "steady":
+                wait_until_processed(worker, source, committed, 1)
+                wait_until_lag_at_most(worker, source, STEADY_LAG)
+            elif mode == "backlog":
+                wait_until_processed(worker, source, committed, BACKLOG_STEP)
+            reached = processed_offsets(worker, source)
+            assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+            start_from = committed
+            committed = committed_offsets(bootstrap, group, source, PARTITIONS)
+            kills.append(
+                Kill(
+                    mode,
+                    producer.produced,
+                    beyond(reached, start_from),
+                    beyond(reached, committed),
+                    time.monotonic() - started,
+                )
+            )
+            worker = start_worker(workers)
+        producer.release()
+        producer.finish()
+    finally:
+        producer.stop()
+    wait_caught_up([worker], bootstrap, source, topic_names.calls, PARTITIONS, timeout_s=60)
 
     log = CallLog.of(read_calls(bootstrap, registry, topic_names.calls))
     problems = call_problems(log, expected)
     versions = sum(call["version"] for call in expected.values())
     summary = (
-        f"{len(records)} deliveries of {len(expected)} calls, {len(kills)} SIGKILLs "
-        f"(produced, offsets processed by the killed worker: {kills}); onoff.calls holds "
-        f"{log.records} records for {versions} versions: {log.repeats} re-emitted; "
-        f"{time.monotonic() - started:.1f}s"
+        f"{len(records)} deliveries of {len(expected)} calls; {len(kills)} SIGKILLs "
+        f"({'; '.join(map(str, kills))}); onoff.calls holds {log.records} records for "
+        f"{versions} versions: {log.repeats} re-emitted; {time.monotonic() - started:.1f}s"
     )
     report(capsys, summary)
     assert not problems, f"{len(problems)} problems ({summary}):\n" + "\n".join(problems[:20])
@@ -153,10 +219,12 @@ def test_two_workers_sharing_the_partitions_make_the_same_calls_as_one(
         # divide the partitions while the rest arrives.
         produce_all(bootstrap, codec_a, records[:half])
         produce_all(bootstrap, codec_b, records[:half])
-        single = one.start(**FAST_GROUP)
-        pair = [two.start(wait=False, **FAST_GROUP) for _ in range(2)]
+        single = start_worker(one)
+        pair = [start_worker(two, wait=False) for _ in range(2)]
         for worker in pair:
             worker.wait_ready()
+        # Both in the group before the rest arrives, so each has new records to report on.
+        wait_until_shared(pair, topics_b.cdr_raw)
         rest_a = PacedProducer(bootstrap, codec_a, records[half:], per_second=400)
         rest_b = PacedProducer(bootstrap, codec_b, records[half:], per_second=400)
         rest_a.start()
@@ -193,6 +261,16 @@ def test_two_workers_sharing_the_partitions_make_the_same_calls_as_one(
     assert not differing, (
         f"{len(differing)} calls differ between one and two workers: {differing[:10]}"
     )
+
+
+def wait_until_shared(pair: list[Worker], source: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        owned = [set(source_progress([worker], source)) for worker in pair]
+        if all(owned) and set().union(*owned) == set(range(PARTITIONS)):
+            return
+        assert time.monotonic() < deadline, f"partitions not shared: {owned}"
+        time.sleep(0.2)
 
 
 def _unknown_schema_frame(registry: SchemaRegistryClient, topic: str) -> bytes:
@@ -245,7 +323,7 @@ def test_an_undecodable_record_is_dead_lettered_and_the_worker_keeps_going(
     assert (rejected["sourcePartition"], rejected["sourceOffset"]) == (partition, offset)
     assert rejected["path"] == topic_names.cdr_raw
     assert rejected["requestId"] == f"{topic_names.cdr_raw}/{partition}/{offset}"
-    assert rejected["reason"].startswith(f"cannot decode a record of {topic_names.cdr_raw}")
+    assert topic_names.cdr_raw in rejected["reason"], rejected["reason"]
     assert placed_good[0] == partition
     assert [(c["id"], c["version"]) for c in calls] == [(good["id"], 1)]
     assert calls[0]["deliveryHashes"] == [good["ingest"]["contentSha256"]]
@@ -269,3 +347,41 @@ def _wait_for_calls(
                 f"/healthz: {source_progress([worker], topics.cdr_raw)}\n{worker.tail(10)}"
             )
         time.sleep(0.5)
+
+
+def test_a_worker_restarted_with_nothing_left_to_do_reports_no_lag(
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_names: TopicNames,
+    workers: WorkerFactory,
+) -> None:
+    """After a restart, a worker whose partitions were all processed and committed is idle.
+
+    It must say so: /healthz and the lag gauge drive the liveness probe and the
+    autoscaler, so a made-up lag would restart or scale a healthy worker.
+    """
+    bootstrap, source = endpoints.kafka_bootstrap_servers, topic_names.cdr_raw
+    codec = AvroCodec(registry, SchemaName.CALL_EVENT, source)
+    produce_all(bootstrap, codec, generate_deliveries(calls=40, seed=3))
+    first = start_worker(workers)
+    wait_caught_up([first], bootstrap, source, topic_names.calls, PARTITIONS)
+    assert first.stop(signal.SIGTERM) == 0  # a clean stop commits what it processed
+    group = f"{workers.app_id_prefix}-dedupe"
+    committed = committed_offsets(bootstrap, group, source, PARTITIONS)
+    assert sum(committed.values()) == topic_size(bootstrap, source), committed
+
+    stall_timeout_s = 2.0
+    second = start_worker(workers, ONOFF_BRIDGE_STALL_TIMEOUT_S=str(stall_timeout_s))
+    deadline = time.monotonic() + 30
+    while len(source_progress([second], source)) < PARTITIONS:
+        assert time.monotonic() < deadline, "the restarted worker got no partitions"
+        time.sleep(0.2)
+    time.sleep(stall_timeout_s + 1.5)
+
+    response = httpx.get(second.health_url, timeout=2)
+    report_ = response.json()
+    lags = {p["partition"]: p["lag"] for p in report_["partitions"]}
+    assert (response.status_code, lags) == (200, dict.fromkeys(range(PARTITIONS), 0)), (
+        f"nothing is waiting (committed {committed} = end of every partition), yet /healthz "
+        f"answers {response.status_code}: {report_}"
+    )
