@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11+ not found (install python3.11 or set PYTHON=...)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,rocksdb]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,rocksdb,s3]'
 	@touch $@
 
 .PHONY: install

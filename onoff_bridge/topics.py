@@ -57,3 +57,14 @@ def ensure_topics(
         else:
             created.append(name)
     return created
+
+
+def topic_partitions(bootstrap_servers: str, topic: str, timeout_s: float = 15.0) -> int:
+    """How many partitions `topic` has: a Faust table fed by it must have as many."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(
+        topic, timeout=timeout_s
+    )
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise RuntimeError(f"topic {topic} must exist before the worker starts")
+    return len(found.partitions)

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from onoff_bridge.settings import BridgeSettings
+from processors.metrics.settings import MetricsSettings
+from processors.recordings.settings import RecordingSettings
 
 
 class ProcessorSettings(BridgeSettings):
@@ -23,3 +25,5 @@ class ProcessorSettings(BridgeSettings):
     # No progress for this long while records wait: /healthz answers 503 so the pod restarts.
     stall_timeout_s: float = Field(default=120.0, gt=0)
     commit_interval_s: float = Field(default=2.0, gt=0)
+    recordings: RecordingSettings = RecordingSettings()
+    metrics: MetricsSettings = MetricsSettings()

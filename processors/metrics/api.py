@@ -1,0 +1,96 @@
+"""GET /users/{user}/metrics?granularity=day&from=…&to=…: a user's current figures as JSON.
+
+Served by the metrics workers' web server. All windows of a user live in one
+partition of the windows table (it is keyed by user), so faust's router
+forwards the request to the worker that owns it and that worker answers alone.
+`from` and `to` are ISO-8601 dates or times (UTC when no offset is given); the
+answer lists every window whose start lies between the window of `from` and
+`to` and that counts at least one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.exceptions import SameNode
+from faust.web.exceptions import ServiceUnavailable
+
+from processors.metrics.aggregation import Figures
+from processors.metrics.processor import MetricsProcessor
+from processors.metrics.windows import Granularity, Window, window_range
+
+PATH = "/users/{user}/metrics"
+
+View = Callable[..., Awaitable[Any]]
+
+
+class QueryError(ValueError):
+    """A query parameter that cannot be understood; answered with 400."""
+
+
+def parse_moment(text: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise QueryError(f"{name}: not an ISO-8601 date or time: {text!r}") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def window_json(window: Window, figures: Figures) -> dict[str, Any]:
+    return {
+        "windowStart": window.start.isoformat(),
+        "windowEnd": window.end.isoformat(),
+        "callsTotal": figures.calls_total,
+        "inbound": figures.inbound,
+        "outbound": figures.outbound,
+        "answered": figures.answered,
+        "missed": figures.missed,
+        "voicemails": figures.voicemails,
+        "recorded": figures.recorded,
+        "talkSecondsTotal": figures.talk_seconds_total,
+        "talkSecondsAvg": figures.talk_seconds_avg,
+        "talkSecondsMax": figures.talk_seconds_max,
+        "lastUpdatedAt": datetime.fromtimestamp(figures.last_updated_ms / 1000, UTC).isoformat(),
+    }
+
+
+def metrics_view(processor: MetricsProcessor, max_windows: int) -> View:
+    async def user_metrics(web: Any, request: Any, user: str) -> Any:
+        user = user.lower()
+        query = request.query
+        try:
+            granularity = Granularity(query.get("granularity", "day"))
+        except ValueError:
+            return web.json({"error": "granularity must be hour or day"}, status=400)
+        try:
+            last = parse_moment(query["to"], "to") if "to" in query else datetime.now(UTC)
+            first = (
+                parse_moment(query["from"], "from")
+                if "from" in query
+                else last - processor.retention
+            )
+        except QueryError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        windows = list(window_range(user, granularity, first, last))
+        if len(windows) > max_windows:
+            return web.json({"error": f"more than {max_windows} windows asked for"}, status=400)
+        try:
+            return await processor.app.router.route_req(processor.windows.name, user, web, request)
+        except SameNode:
+            pass  # this worker holds the user's windows
+        except ServiceUnavailable:
+            return web.json({"error": "partitions are being reassigned; retry"}, status=503)
+        found = [(w, f) for w in windows if (f := processor.current(w)) is not None]
+        return web.json(
+            {
+                "user": user,
+                "granularity": granularity.value,
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "windows": [window_json(w, f) for w, f in found],
+            }
+        )
+
+    return user_metrics

@@ -1,0 +1,92 @@
+"""Where a call is counted: its user key and its tumbling hour and day windows, in UTC.
+
+A window is named by its key, '<user key>/<granularity>/<window start ISO-8601>',
+which is also the key of its UserCallMetrics record. The user key comes first
+and may itself hold a '/', so keys are split from the right.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+class Granularity(enum.StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+    @property
+    def length(self) -> timedelta:
+        return timedelta(hours=1) if self is Granularity.HOUR else timedelta(days=1)
+
+
+def user_key(call: Mapping[str, Any]) -> str | None:
+    """The lowercased onoffUserEmail, else onoffUserNumber; None when the call has neither."""
+    email = (call.get("onoffUserEmail") or "").strip()
+    if email:
+        return email.lower()
+    number = (call.get("onoffUserNumber") or "").strip()
+    return number or None
+
+
+def window_start(moment: datetime, granularity: Granularity) -> datetime:
+    utc = moment.astimezone(UTC)
+    if granularity is Granularity.HOUR:
+        return utc.replace(minute=0, second=0, microsecond=0)
+    return utc.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    user: str
+    granularity: Granularity
+    start: datetime
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive."""
+        return self.start + self.granularity.length
+
+    @property
+    def key(self) -> str:
+        return f"{self.user}/{self.granularity.value}/{self.start.isoformat()}"
+
+    @classmethod
+    def parse(cls, key: str) -> Window:
+        user, granularity, start = key.rsplit("/", 2)
+        return cls(user, Granularity(granularity), datetime.fromisoformat(start))
+
+
+def windows_of(call: Mapping[str, Any]) -> list[Window]:
+    """The windows a call version counts in: its hour and its day, or none without user or start."""
+    user = user_key(call)
+    started: datetime | None = call.get("callStarted")
+    if user is None or started is None:
+        return []
+    return [Window(user, g, window_start(started, g)) for g in Granularity]
+
+
+def window_range(
+    user: str, granularity: Granularity, first: datetime, last: datetime
+) -> Iterator[Window]:
+    """Every window of `user` whose start lies in [window of `first`, `last`]."""
+    start = window_start(first, granularity)
+    while start <= last:
+        yield Window(user, granularity, start)
+        start += granularity.length
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def to_millis(moment: datetime) -> int:
+    # Exact integer arithmetic: float timestamps can round a millisecond away.
+    return (moment - EPOCH) // _MILLISECOND
+
+
+def from_millis(millis: int) -> datetime:
+    return EPOCH + millis * _MILLISECOND

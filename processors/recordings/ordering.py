@@ -1,0 +1,98 @@
+"""Concurrency without losing order: per-call lanes, and acks in offset order.
+
+Faust hands an agent one event at a time; waiting for each download in turn
+would let one slow server hold a whole partition. So the agent starts each
+call version as a task and moves on, with two rules:
+
+- Versions of the same call run one after the other (`Lanes`), so the table
+  of handled links is read and written by one task at a time per call, and a
+  later version sees what an earlier one stored.
+- Offsets are acked in order per partition (`OrderedAcks`): an event is acked
+  only when it and every earlier event of its partition are finished, so the
+  committed offset never passes unfinished work. faust's own gap tracking is
+  not relied on: its `_new_offset` commits past a single unacked offset right
+  after the committed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Lanes:
+    """Runs coroutines one at a time per key, in submission order; keys run in parallel."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Task[None]] = {}
+
+    def submit(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            if previous is not None:
+                # The previous task reports its own errors; only its end matters here.
+                await asyncio.wait({previous})
+            await work()
+
+        # create_task copies the context, so faust's current_event stays this event.
+        task = asyncio.get_running_loop().create_task(run())
+        self._tails[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+        task.add_done_callback(forget)
+        return task
+
+    def __len__(self) -> int:
+        return len(self._tails)
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tails.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class Ticket:
+    event: Any
+    done: bool = False
+    outcome: str = ""
+
+
+@dataclass
+class OrderedAcks:
+    """Acks events of each partition in the order they were read, once finished."""
+
+    ack: Callable[[Any], Awaitable[Any]]
+    _queues: dict[tuple[str, int], deque[Ticket]] = field(default_factory=dict)
+
+    def enter(self, event: Any) -> Ticket:
+        ticket = Ticket(event)
+        self._queues.setdefault(_tp(event), deque()).append(ticket)
+        return ticket
+
+    async def finish(self, ticket: Ticket) -> list[Ticket]:
+        """Marks `ticket` done; acks and returns every ticket that became ackable, in order."""
+        ticket.done = True
+        queue = self._queues.get(_tp(ticket.event))
+        acked = []
+        while queue and queue[0].done:
+            head = queue.popleft()
+            await self.ack(head.event)
+            acked.append(head)
+        return acked
+
+    def forget(self, topic: str, partition: int) -> None:
+        """After a revocation: the events will be read again by the new owner."""
+        self._queues.pop((topic, partition), None)
+
+
+def _tp(event: Any) -> tuple[str, int]:
+    return (event.message.topic, event.message.partition)

@@ -1,0 +1,191 @@
+"""Metrics end to end: Call versions on onoff.calls -> metrics worker -> onoff.user-call-metrics.
+
+A generated day of traffic for 20 users, with several versions per call, some
+delivered twice, some older ones again after newer, some moving the call to
+another hour or user, is produced straight into the calls topic. The worker is
+killed (SIGKILL) halfway and started again; the latest record of every window
+must then equal a plain recomputation from each call's final version, and the
+HTTP query must answer the same figures.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from onoff_bridge.localstack import StackEndpoints
+from onoff_bridge.settings import TopicNames
+from processors.merge import new_call
+from schemas import AvroCodec, SchemaName
+from tests.integration.ingress_fixtures import read_topic
+from tests.integration.processor_fixtures import WorkerFactory, worker_factory
+from tests.unit.processors.test_metrics_aggregation import recompute
+
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+USERS = [(f"User{n:02d}@Example.com" if n % 5 else None, f"+1555010{n:04d}") for n in range(20)]
+WORKER_ENV = {
+    # The test topics have 3 partitions; the metrics tables must match onoff.calls.
+    "ONOFF_BRIDGE_METRICS__PARTITIONS": "4",
+    # Faust keeps a SIGKILLed member in the group for 60 s by default, and the next
+    # worker's first rebalance waits that long; the tests shorten it.
+    "BROKER_SESSION_TIMEOUT": "6",
+    "BROKER_HEARTBEAT_INTERVAL": "1",
+    "BROKER_REBALANCE_TIMEOUT": "10",
+}
+
+
+@pytest.fixture
+def workers(
+    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
+) -> Iterator[WorkerFactory]:
+    with worker_factory(endpoints, topic_names, tmp_path) as factory:
+        yield factory
+
+
+def millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def generate_day(rng: random.Random, calls: int = 300) -> list[dict[str, Any]]:
+    """Every call's versions in delivery order: interleaved, repeated, sometimes late."""
+    per_call: list[list[dict[str, Any]]] = []
+    for n in range(calls):
+        email, number = rng.choice(USERS)
+        started = millis(DAY + timedelta(seconds=rng.randrange(24 * 3600)))
+        updated = started
+        versions = []
+        fields: dict[str, Any] = {}
+        for version in range(1, rng.randint(1, 4) + 1):
+            if version == 1 or rng.random() < 0.2:  # a new hour, maybe a new day
+                started = millis(DAY + timedelta(seconds=rng.randrange(-3600, 25 * 3600)))
+            if version > 1 and rng.random() < 0.1:  # the call was someone else's
+                email, number = rng.choice(USERS)
+            status = rng.choice(["ANSWERED", "ANSWERED", "MISSED", "VOICEMAIL", "BUSY"])
+            updated = millis(max(updated, started) + timedelta(seconds=rng.randint(1, 900)))
+            fields = {
+                "onoffUserEmail": email,
+                "onoffUserNumber": number,
+                "callStarted": started,
+                "callDirection": rng.choice(["INBOUND", "OUTBOUND"]),
+                "callStatus": status,
+                "callDuration": rng.randint(0, 1800),
+                "voicemailUrls": ["https://v.example/1.mp3"] if status == "VOICEMAIL" else [],
+                "callRecordingUrls": ["https://r.example/1.mp3"] if rng.random() < 0.3 else [],
+            }
+            versions.append(
+                new_call(f"c-{n:04d}")
+                | fields
+                | {
+                    "version": version,
+                    "deliveryCount": version,
+                    "firstSeenAt": millis(started),
+                    "lastUpdatedAt": updated,
+                }
+            )
+        sequence = list(versions)
+        for index, record in enumerate(versions):
+            if rng.random() < 0.3:  # delivered again, at least once
+                sequence.insert(rng.randint(index + 1, len(sequence)), record)
+        per_call.append(sequence)
+    # Interleave the calls, each keeping its own order.
+    slots = [i for i, sequence in enumerate(per_call) for _ in sequence]
+    rng.shuffle(slots)
+    cursors = [0] * len(per_call)
+    deliveries = []
+    for i in slots:
+        deliveries.append(per_call[i][cursors[i]])
+        cursors[i] += 1
+    return deliveries
+
+
+def produce(endpoints: StackEndpoints, codec: AvroCodec, records: list[dict[str, Any]]) -> None:
+    producer = Producer({"bootstrap.servers": endpoints.kafka_bootstrap_servers, "acks": "all"})
+    for record in records:
+        producer.produce(codec.topic, key=record["id"].encode(), value=codec.encode(record))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def latest_metrics(
+    endpoints: StackEndpoints, codec: AvroCodec
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """How many records the topic holds, and the latest one of each window that counts a call."""
+    latest: dict[str, dict[str, Any]] = {}
+    messages = read_topic(endpoints.kafka_bootstrap_servers, codec.topic, timeout_s=10)
+    for message in messages:
+        latest[(message.key() or b"").decode()] = codec.decode(message.value() or b"")
+    return len(messages), {k: v for k, v in latest.items() if v["callsTotal"]}
+
+
+def wait_for(
+    endpoints: StackEndpoints, codec: AvroCodec, expected: dict[str, Any], timeout_s: float
+) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _, latest = latest_metrics(endpoints, codec)
+        if latest == expected or time.monotonic() > deadline:
+            return latest
+        time.sleep(1)
+
+
+def test_a_day_of_versions_with_a_crash_in_the_middle_matches_the_recomputation(
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_names: TopicNames,
+    workers: WorkerFactory,
+) -> None:
+    calls = AvroCodec(registry, SchemaName.CALL, topic_names.calls)
+    metrics = AvroCodec(registry, SchemaName.USER_CALL_METRICS, topic_names.user_call_metrics)
+    deliveries = generate_day(random.Random(6))
+    half = len(deliveries) // 2
+    assert len({d["id"] for d in deliveries}) == 300 and len(deliveries) > 600
+
+    produce(endpoints, calls, deliveries[:half])
+    first = workers.start("metrics", wait=True, **WORKER_ENV)
+    deadline = time.monotonic() + 30
+    while not latest_metrics(endpoints, metrics)[0] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.stop(signal.SIGKILL)  # somewhere in the middle of the first half
+    produce(endpoints, calls, deliveries[half:])
+    second = workers.start("metrics", wait=True, **WORKER_ENV)
+
+    expected = recompute(deliveries)
+    latest = wait_for(endpoints, metrics, expected, timeout_s=45)
+    assert len(expected) > 200
+    assert sorted(latest) == sorted(expected)
+    assert latest == expected
+
+    # The HTTP query answers the same figures, for a user by email and one by number.
+    for user in ("user01@example.com", "+15550100005"):
+        for granularity in ("day", "hour"):
+            response = httpx.get(
+                f"http://127.0.0.1:{second.web_port}/users/{user}/metrics",
+                params={"granularity": granularity, "from": "2026-03-01", "to": "2026-03-03T23:59"},
+                timeout=5,
+            )
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            want = sorted(
+                (r["windowStart"].isoformat(), r["callsTotal"], r["talkSecondsTotal"], r["missed"])
+                for r in expected.values()
+                if r["userKey"] == user and r["granularity"] == granularity
+            )
+            got = sorted(
+                (w["windowStart"], w["callsTotal"], w["talkSecondsTotal"], w["missed"])
+                for w in answer["windows"]
+            )
+            assert want and got == want
+    bad = httpx.get(
+        f"http://127.0.0.1:{second.web_port}/users/x/metrics?granularity=week", timeout=5
+    )
+    assert bad.status_code == 400

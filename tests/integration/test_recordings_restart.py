@@ -1,0 +1,100 @@
+"""A worker SIGKILLed in the middle of a download: the next one stores it, once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from onoff_bridge.localstack import StackEndpoints
+from onoff_bridge.settings import TopicNames
+from schemas import AvroCodec, SchemaName
+from tests.integration.processor_fixtures import Worker, WorkerFactory, worker_factory
+from tests.integration.recordings_fixtures import (
+    AudioServer,
+    audio_server,
+    call_record,
+    produce_calls,
+    read_recordings,
+    stored_objects,
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[AudioServer]:
+    with audio_server() as started:
+        yield started
+
+
+@pytest.fixture
+def workers(
+    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
+) -> Iterator[WorkerFactory]:
+    with worker_factory(endpoints, topic_names, tmp_path) as factory:
+        yield factory
+
+
+def start(factory: WorkerFactory, store: Path) -> Worker:
+    # Faust keeps a SIGKILLed member in the group for broker_session_timeout (60 s by
+    # default); the tests shorten it as test_dedupe_faults does.
+    return factory.start(
+        "recordings",
+        BROKER_SESSION_TIMEOUT="6",
+        BROKER_HEARTBEAT_INTERVAL="1",
+        BROKER_REBALANCE_TIMEOUT="10",
+        ONOFF_BRIDGE_RECORDINGS__DIRECTORY=str(store),
+        ONOFF_BRIDGE_RECORDINGS__ALLOW_LOOPBACK="true",
+    )
+
+
+def test_a_download_killed_midway_is_stored_once_after_a_restart(
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_names: TopicNames,
+    workers: WorkerFactory,
+    server: AudioServer,
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    bootstrap = endpoints.kafka_bootstrap_servers
+    calls = AvroCodec(registry, SchemaName.CALL, topic_names.calls)
+    recordings = AvroCodec(registry, SchemaName.RECORDING, topic_names.recordings)
+    slow = server.url("/slow/k-slow.mp3?seconds=5")
+
+    first = start(workers, store)
+    produce_calls(bootstrap, calls, [call_record("k-slow", recordings=[slow])])
+    server.wait_for("/slow/k-slow.mp3")
+    time.sleep(1.0)  # well inside the 5 s body
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert read_recordings(bootstrap, recordings, count=0) == []
+    assert stored_objects(store) == []
+
+    second = start(workers, store)
+    records = read_recordings(bootstrap, recordings, count=1)
+    assert [(k, r["status"]) for k, r in records] == [("k-slow/recording", "stored")]
+    assert server.count("/slow/k-slow.mp3") == 2
+    assert [p.as_uri() for p in stored_objects(store)] == [records[0][1]["storageUri"]]
+
+    # A restart and a new version carrying the same link: the handled-links table,
+    # restored from its changelog, says it is done. A fresh call proves the worker
+    # read past it.
+    assert second.stop(signal.SIGTERM) == 0
+    start(workers, store)
+    produce_calls(
+        bootstrap,
+        calls,
+        [
+            call_record("k-slow", version=2, recordings=[slow]),
+            call_record("k-after", recordings=[server.url("/audio/k-after.mp3")]),
+        ],
+    )
+    records = read_recordings(bootstrap, recordings, count=2)
+    time.sleep(1.5)
+    records = read_recordings(bootstrap, recordings, count=2)
+    assert sorted(k for k, _ in records) == ["k-after/recording", "k-slow/recording"]
+    assert server.count("/slow/k-slow.mp3") == 2
+    assert len(stored_objects(store)) == 2
