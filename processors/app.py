@@ -16,6 +16,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from processors import faust_fixes
 from processors.context import Installer, ProcessorContext
 from processors.deadletter import DeadLetters
 from processors.progress import ProgressTracker
@@ -35,6 +36,7 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     if unknown:
         raise ValueError(f"unknown processor(s): {', '.join(sorted(unknown))}")
     app_id = f"{settings.app_id_prefix}-{'-'.join(names)}"
+    faust_fixes.apply()
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
