@@ -96,13 +96,15 @@ def ingress(
 
 @app.command("worker")
 def worker(
-    name: Annotated[str, typer.Argument(help="A processor's name, or all to run every one.")],
+    name: Annotated[
+        str, typer.Argument(help="A processor's name, or all: one child process for each.")
+    ],
     web_port: Annotated[int | None, typer.Option(help="Port of /healthz and /metrics.")] = None,
 ) -> None:
     """Run stream processors (settings from ONOFF_BRIDGE_* variables)."""
     from processors.app import PROCESSORS
     from processors.settings import ProcessorSettings
-    from processors.worker import run_worker
+    from processors.worker import run_each, run_worker
 
     names = list(PROCESSORS) if name == "all" else [name]
     if not set(names) <= set(PROCESSORS):
@@ -111,8 +113,10 @@ def worker(
     settings = ProcessorSettings()
     if web_port is not None:
         settings = settings.model_copy(update={"web_port": web_port})
+    if len(names) > 1:
+        raise typer.Exit(code=run_each(settings, names, _say))
     where = f"http://{settings.web_host}:{settings.web_port}"
-    _say(f"worker {'+'.join(names)}: health and metrics on {where}/healthz, /metrics")
+    _say(f"worker {name}: health and metrics on {where}/healthz, /metrics")
     run_worker(settings, names)
 
 

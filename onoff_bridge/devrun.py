@@ -100,7 +100,10 @@ def run_everything(
         say(f"  kafka      {endpoints.kafka_bootstrap_servers}")
         say(f"  registry   {endpoints.schema_registry_url}")
         say(f"  ingress    {ingress_url}  (POST /v1/onoff/cdr, /v1/onoff/sms; /metrics, /readyz)")
-        say(f"  workers    {processors_url}  (dedupe; /healthz, /metrics)")
+        say(
+            f"  workers    {processors_url}  (dedupe; recordings and metrics on the next two"
+            " ports; /healthz, /metrics)"
+        )
         say(f"  api key    {api_key}")
         say(f"  env        source {settings.env_file}")
         say("")
