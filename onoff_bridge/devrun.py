@@ -74,9 +74,12 @@ def run_everything(
             "ONOFF_BRIDGE_API_KEY": api_key,
             "ONOFF_BRIDGE_LOG_JSON": os.environ.get("ONOFF_BRIDGE_LOG_JSON", "false"),
             "ONOFF_BRIDGE_DATA_DIR": str(settings.home / "processors"),
-            # The sample bodies are from March 2026: keep them inside dedupe's retention.
+            # The sample bodies are from March 2026: keep them inside the retentions.
             "ONOFF_BRIDGE_DEDUPE_RETENTION_DAYS": os.environ.get(
                 "ONOFF_BRIDGE_DEDUPE_RETENTION_DAYS", "3650"
+            ),
+            "ONOFF_BRIDGE_METRICS__RETENTION_DAYS": os.environ.get(
+                "ONOFF_BRIDGE_METRICS__RETENTION_DAYS", "3650"
             ),
         }
         stack.write_env({"ONOFF_BRIDGE_INGRESS_URL": ingress_url, "ONOFF_BRIDGE_API_KEY": api_key})
