@@ -63,7 +63,8 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
         settings=settings,
         registry=registry,
         deadletters=DeadLetters(
-            AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter)
+            AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter),
+            app.topic(topics.deadletter, key_serializer="raw", value_serializer="raw"),
         ),
         progress=progress,
     )

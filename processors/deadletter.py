@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.types import Message, TopicT
+
 from schemas import AvroCodec
+
+log = logging.getLogger(__name__)
 
 
 def rejected_record(
@@ -27,8 +32,28 @@ def rejected_record(
 
 
 class DeadLetters:
-    def __init__(self, codec: AvroCodec) -> None:
+    def __init__(self, codec: AvroCodec, topic: TopicT) -> None:
         self._codec = codec
+        self._topic = topic
+
+    async def reject(self, source: str, message: Message, reason: str) -> None:
+        """Writes a RejectedDelivery for `message`, acknowledged before its offset can commit."""
+        key, value = self.encode(
+            source, message.topic, message.partition, message.offset, message.value or b"", reason
+        )
+        await (await self._topic.send(key=key, value=value))
+        log.warning(
+            "dead-lettered %s/%s/%s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            extra={
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+            },
+        )
 
     def encode(
         self, source: str, topic: str, partition: int, offset: int, body: bytes, reason: str

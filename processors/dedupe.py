@@ -42,7 +42,6 @@ class DedupeProcessor:
         app: faust.App,
         source_topic: str,
         calls_topic: str,
-        deadletter_topic: str,
         call_events: AvroCodec,
         call_codec_name: str,
         deadletters: DeadLetters,
@@ -56,7 +55,6 @@ class DedupeProcessor:
         self.source = app.topic(
             source_topic, key_serializer="raw", value_serializer="raw", internal=False
         )
-        self._deadletter = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
         self._calls_topic = app.topic(
             calls_topic, key_serializer=UTF8, value_serializer=call_codec_name
         )
@@ -127,23 +125,7 @@ class DedupeProcessor:
         return len(expired)
 
     async def _reject(self, message: Any, reason: str) -> None:
-        key, value = self._deadletters.encode(
-            NAME, message.topic, message.partition, message.offset, message.value or b"", reason
-        )
-        await self._deadletter.send(key=key, value=value)
-        log.warning(
-            "dead-lettered %s/%s/%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-            extra={
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "reason": reason,
-            },
-        )
+        await self._deadletters.reject(NAME, message, reason)
         self._progress.processed(
             NAME, "deadlettered", message.topic, message.partition, message.offset
         )
@@ -170,7 +152,6 @@ def install(context: ProcessorContext) -> None:
         context.app,
         source_topic=topics.cdr_raw,
         calls_topic=topics.calls,
-        deadletter_topic=topics.deadletter,
         call_events=AvroCodec(context.registry, SchemaName.CALL_EVENT, topics.cdr_raw),
         call_codec_name=call_codec,
         deadletters=context.deadletters,

@@ -81,7 +81,6 @@ class MetricsProcessor:
         calls_topic: str,
         calls_partitions: int,
         metrics_topic: str,
-        deadletter_topic: str,
         calls_codec: AvroCodec,
         metrics_codec_name: str,
         deadletters: DeadLetters,
@@ -109,7 +108,6 @@ class MetricsProcessor:
         self.output = app.topic(
             metrics_topic, key_serializer=UTF8, value_serializer=metrics_codec_name
         )
-        self._deadletter = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
         self.calls = _table(app, "metrics-calls", calls_partitions)
         self.windows = _table(app, "metrics-windows", settings.partitions)
         app.agent(self.source, name=f"{NAME}-calls-agent")(self._run_calls)
@@ -242,22 +240,7 @@ class MetricsProcessor:
         return outcome
 
     async def _reject(self, message: Any, reason: str) -> None:
-        key, value = self._deadletters.encode(
-            NAME, message.topic, message.partition, message.offset, message.value or b"", reason
-        )
-        await self._deadletter.send(key=key, value=value)
-        log.warning(
-            "dead-lettered %s/%s/%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-            extra={
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-            },
-        )
+        await self._deadletters.reject(NAME, message, reason)
         self._processed("deadlettered", message)
 
 

@@ -33,7 +33,6 @@ def install(context: ProcessorContext) -> None:
         # Faust requires the calls table's changelog to match its source topic's partitions.
         calls_partitions=topic_partitions(context.settings.kafka_bootstrap_servers, topics.calls),
         metrics_topic=topics.user_call_metrics,
-        deadletter_topic=topics.deadletter,
         calls_codec=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
         metrics_codec_name=metrics_codec,
         deadletters=context.deadletters,

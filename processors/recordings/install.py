@@ -37,7 +37,6 @@ def install(context: ProcessorContext) -> None:
         settings=settings,
         calls_topic=topics.calls,
         recordings_topic=topics.recordings,
-        deadletter_topic=topics.deadletter,
         partitions=topic_partitions(context.settings.kafka_bootstrap_servers, topics.calls),
         calls=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
         recordings=AvroCodec(context.registry, SchemaName.RECORDING, topics.recordings),

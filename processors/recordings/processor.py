@@ -64,7 +64,6 @@ class RecordingsProcessor:
         settings: RecordingSettings,
         calls_topic: str,
         recordings_topic: str,
-        deadletter_topic: str,
         partitions: int,
         calls: AvroCodec,
         recordings: AvroCodec,
@@ -84,7 +83,6 @@ class RecordingsProcessor:
             calls_topic, key_serializer="raw", value_serializer="raw", internal=False
         )
         self._out = app.topic(recordings_topic, key_serializer="raw", value_serializer="raw")
-        self._deadletter = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
         # Changelog partitions must equal the source's: a table write goes to the
         # partition of the event being handled. The topic is declared here, not left
         # to Faust, so recovery decodes it with the same codecs as the writes.
@@ -221,23 +219,7 @@ class RecordingsProcessor:
         }
 
     async def _reject(self, message: Any, reason: str) -> None:
-        key, value = self._deadletters.encode(
-            NAME, message.topic, message.partition, message.offset, message.value or b"", reason
-        )
-        await (await self._deadletter.send(key=key, value=value))
-        log.warning(
-            "dead-lettered %s/%s/%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-            extra={
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "reason": reason,
-            },
-        )
+        await self._deadletters.reject(NAME, message, reason)
 
 
 def _call_day(call: dict[str, Any]) -> date:
