@@ -77,6 +77,13 @@ class ProgressTracker:
         if topic in self.source_topics:
             self._partitions.setdefault((topic, partition), PartitionProgress(at=time.time()))
 
+    def working(self, topic: str, partition: int) -> None:
+        """Work on this partition is in flight (a long download): not a stall, though no
+        offset moves. Callers bound that work with their own timeouts."""
+        progress = self._partitions.get((topic, partition))
+        if progress is not None:
+            progress.at = time.time()
+
     def forget(self, topic: str, partition: int) -> None:
         self._partitions.pop((topic, partition), None)
 

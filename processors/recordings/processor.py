@@ -47,6 +47,8 @@ from schemas import AvroCodec, RecordDecodeError
 log = logging.getLogger(__name__)
 
 NAME = "recordings"
+# How often a download in flight tells /healthz that its partition is not stalled.
+HEARTBEAT_S = 5.0
 # Recording kind -> the Call field listing its links.
 KINDS = {"recording": "callRecordingUrls", "voicemail": "voicemailUrls"}
 
@@ -120,6 +122,8 @@ class RecordingsProcessor:
 
     async def _complete(self, ticket: Ticket, acks: OrderedAcks) -> None:
         message = ticket.event.message
+        # A download may outlast the stall timeout; its own deadlines bound it.
+        heartbeat = asyncio.create_task(self._working(message.topic, message.partition))
         try:
             ticket.outcome = await self.handle(ticket.event)
         except Exception:
@@ -135,11 +139,17 @@ class RecordingsProcessor:
             )
             return
         finally:
+            heartbeat.cancel()
             self._window.release()
             self._metrics.pending_calls.dec()
         for done in await acks.finish(ticket):
             m = done.event.message
             self._progress.processed(NAME, done.outcome, m.topic, m.partition, m.offset)
+
+    async def _working(self, topic: str, partition: int) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            self._progress.working(topic, partition)
 
     async def handle(self, event: EventT[Any]) -> str:
         """Handles one call version; returns the outcome counted in the progress metrics."""
