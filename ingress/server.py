@@ -6,6 +6,8 @@ finish; the app's shutdown then flushes the producer, and the process exits 0.
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 from starlette.applications import Starlette
 
@@ -23,6 +25,11 @@ def app_from_environment() -> Starlette:
 
 def serve(settings: IngressSettings) -> None:
     configure_logging(settings.log_level, settings.log_json)
+    # After a graceful shutdown uvicorn restores the previous handlers and raises the signal
+    # again, which with the default handlers ends the process with that signal's status.
+    # A clean SIGTERM stop exits 0, so the previous handlers do nothing.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         "ingress.server:app_from_environment",
         factory=True,
