@@ -70,6 +70,10 @@ bench-ingress: install ## Benchmark one ingress process on the local Kafka (save
 bench-dedupe: install ## Benchmark one dedupe worker catching up (BENCH_DELIVERIES, BENCH_STORE)
 	$(BIN)/python -m bench.dedupe
 
+.PHONY: bench-metrics
+bench-metrics: install ## Benchmark one metrics worker catching up (BENCH_DELIVERIES)
+	$(BIN)/python -m bench.metrics
+
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and var/ (stop the stack first)
 	-$(BIN)/onoff-bridge stack down

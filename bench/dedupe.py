@@ -123,13 +123,16 @@ def ceiling(bootstrap: str, codec: AvroCodec, topic: str, count: int) -> float:
     return round(seen / (time.perf_counter() - (started or time.perf_counter())), 1)
 
 
-def processed(port: int) -> float:
+def processed(port: int, processor: str = "dedupe", exclude: str | None = None) -> float:
+    """Records a worker handled, per its /metrics (outcomes starting with `exclude` left out)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    pattern = (
+        rf'^onoff_processor_records_total\{{outcome="([^"]*)",processor="{processor}"\}} (\S+)$'
+    )
     return sum(
-        float(v)
-        for v in re.findall(
-            r'^onoff_processor_records_total\{[^}]*processor="dedupe"[^}]*\} (\S+)$', text, re.M
-        )
+        float(count)
+        for outcome, count in re.findall(pattern, text, re.M)
+        if exclude is None or not outcome.startswith(exclude)
     )
 
 
