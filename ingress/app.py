@@ -41,6 +41,7 @@ SMS_PATH = "/v1/onoff/sms"
 _KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-forwarded-for", "x-request-id")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _MAX_REASON = 1000
+_ACCEPTED = b"{}"
 
 
 class Publisher(Protocol):
@@ -104,8 +105,7 @@ def create_app(components: IngressComponents) -> Starlette:
             request_id_var.reset(token)
         status = response.status_code
         response.headers["x-request-id"] = request_id
-        c.metrics.requests.labels(route.path, str(status)).inc()
-        c.metrics.request_latency.labels(route.path).observe(time.perf_counter() - started)
+        c.metrics.request(route.path, status, time.perf_counter() - started)
         return response
 
     async def _accept(request: Request, route: WebhookRoute, request_id: str) -> Response:
@@ -126,7 +126,7 @@ def create_app(components: IngressComponents) -> Starlette:
         except SchemaError as exc:
             raise PublishError(str(exc)) from exc
         receipt = await _publish(route.topic, parsed.key, value)
-        c.metrics.accepted.labels(route.topic).inc()
+        c.metrics.stored(route.topic)
         log.debug(
             "accepted",
             extra={
@@ -136,12 +136,12 @@ def create_app(components: IngressComponents) -> Starlette:
                 "key": parsed.key,
             },
         )
-        return JSONResponse({})
+        return Response(_ACCEPTED, media_type="application/json")
 
     async def _publish(topic: str, key: str, value: bytes) -> DeliveryReceipt:
         produce_started = time.perf_counter()
         receipt = await c.publisher.publish(topic, key, value)
-        c.metrics.produce_latency.labels(topic).observe(time.perf_counter() - produce_started)
+        c.metrics.produced(topic, time.perf_counter() - produce_started)
         return receipt
 
     async def _quarantine(
