@@ -38,7 +38,6 @@ class ProgressTracker:
         # after a restart or rebalance, everything up to there was processed before.
         self._committed = committed
         self._partitions: dict[tuple[str, int], PartitionProgress] = {}
-        self._started = time.time()
         self.records = Counter(
             "onoff_processor_records",
             "Records handled, by processor and outcome",

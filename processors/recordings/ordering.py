@@ -52,12 +52,6 @@ class Lanes:
     def __len__(self) -> int:
         return len(self._tails)
 
-    async def cancel_all(self) -> None:
-        tasks = list(self._tails.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
 
 @dataclass
 class Ticket:
