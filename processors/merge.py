@@ -18,7 +18,8 @@ import orjson
 
 Record = dict[str, Any]
 
-# Who and when: the value from the earliest-received delivery that has one.
+# Who and when. They rarely differ between deliveries of one call; when they do, a fixed
+# preference decides (see _identity), never the arrival order.
 IDENTITY_FIELDS = (
     "onoffUserName",
     "onoffUserEmail",
@@ -47,13 +48,6 @@ STATUS_RANK = {"ANSWERED": 0, "VOICEMAIL": 1, "MISSED": 2}
 MAX_DELIVERY_HASHES = 64
 
 
-def delivery_origin(event: Mapping[str, Any]) -> str:
-    """A total order on deliveries: when received, then the content hash."""
-    ingest = event["ingest"]
-    millis = int(ingest["receivedAt"].timestamp() * 1000)
-    return f"{millis:014d}/{ingest['contentSha256']}"
-
-
 def new_call(call_id: str) -> Record:
     return {
         "id": call_id,
@@ -70,21 +64,14 @@ def new_call(call_id: str) -> Record:
         "firstSeenAt": None,
         "lastUpdatedAt": None,
         "deliveryHashes": [],
-        "fieldOrigins": {},
     }
 
 
 def merge(call: Mapping[str, Any], event: Mapping[str, Any]) -> Record:
     """Folds one CallEvent into a Call; the version is left for the caller to set."""
     merged = dict(call)
-    origin = delivery_origin(event)
-    origins = dict(call["fieldOrigins"])
     for field in IDENTITY_FIELDS:
-        value = event.get(field)
-        if value is not None and (merged[field] is None or origin < origins.get(field, "~")):
-            merged[field] = value
-            origins[field] = origin
-    merged["fieldOrigins"] = origins
+        merged[field] = _identity(merged[field], event.get(field))
     for field in MAXIMUM_FIELDS:
         merged[field] = _maximum(merged[field], event.get(field))
     merged["callNotes"] = _longest_notes(merged["callNotes"], event.get("callNotes"))
@@ -114,6 +101,21 @@ def record_delivery(call: Mapping[str, Any], event: Mapping[str, Any]) -> Record
 
 def content(call: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(call[field] for field in CONTENT_FIELDS)
+
+
+def _identity(a: Any, b: Any) -> Any:
+    """The earliest time; for text the longest (most complete), then the smallest.
+
+    "The first non-null value" by arrival would depend on the order deliveries
+    arrive in; "the earliest received" would need each value's origin, which a
+    duplicate or no-op delivery could then move without making a new version,
+    so the result would again depend on the order (the property test found it).
+    """
+    if a is None or b is None:
+        return a if b is None else b
+    if isinstance(a, str) and isinstance(b, str):
+        return min(a, b, key=lambda text: (-len(text), text))
+    return min(a, b)
 
 
 def _maximum(a: Any, b: Any) -> Any:

@@ -98,7 +98,7 @@ def test_an_older_delivery_arriving_late_erases_nothing() -> None:
     assert call["callRecordingUrls"] == ["https://rec.example/c-1.mp3"]
 
 
-def test_identity_comes_from_the_earliest_received_delivery_whatever_the_order() -> None:
+def test_identity_conflicts_are_settled_by_a_fixed_preference_not_arrival() -> None:
     early = delivery(0, externalName="Bram Keller")
     late = delivery(60, externalName="B. Keller", externalEmail="bram@example.org")
     forward, _ = fold_all([early, late])
