@@ -17,7 +17,7 @@ from typing import Any
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
 
-from processors.metrics.aggregation import Figures
+from processors.metrics.aggregation import Figures, metrics_record
 from processors.metrics.processor import MetricsProcessor
 from processors.metrics.windows import Granularity, Window, window_range
 
@@ -39,20 +39,12 @@ def parse_moment(text: str, name: str) -> datetime:
 
 
 def window_json(window: Window, figures: Figures) -> dict[str, Any]:
+    """The window's UserCallMetrics record as JSON, without the user and granularity asked for."""
+    record = metrics_record(window, figures)
     return {
-        "windowStart": window.start.isoformat(),
-        "windowEnd": window.end.isoformat(),
-        "callsTotal": figures.calls_total,
-        "inbound": figures.inbound,
-        "outbound": figures.outbound,
-        "answered": figures.answered,
-        "missed": figures.missed,
-        "voicemails": figures.voicemails,
-        "recorded": figures.recorded,
-        "talkSecondsTotal": figures.talk_seconds_total,
-        "talkSecondsAvg": figures.talk_seconds_avg,
-        "talkSecondsMax": figures.talk_seconds_max,
-        "lastUpdatedAt": datetime.fromtimestamp(figures.last_updated_ms / 1000, UTC).isoformat(),
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in record.items()
+        if key not in ("userKey", "granularity")
     }
 
 
