@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,6 +51,23 @@ def bench_topics(endpoints: StackEndpoints, partitions: int = 6) -> TopicNames:
 
 def topics_env(topics: TopicNames) -> dict[str, str]:
     return {f"ONOFF_BRIDGE_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()}
+
+
+def worker_env(
+    endpoints: StackEndpoints, topics: TopicNames, web_port: int, name: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a benchmarked worker: its own group, port and state directory."""
+    return {
+        **os.environ,
+        "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
+        "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,
+        "ONOFF_BRIDGE_APP_ID_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+        "ONOFF_BRIDGE_WEB_PORT": str(web_port),
+        "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
+        "ONOFF_BRIDGE_DATA_DIR": tempfile.mkdtemp(prefix=f"bench-{name}-"),
+        **topics_env(topics),
+        **extra,
+    }
 
 
 def free_port() -> int:

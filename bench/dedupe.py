@@ -14,7 +14,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,16 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer
 
-from bench.common import bench_topics, free_port, machine, peak_rss_mb, save, say, stack, topics_env
+from bench.common import (
+    bench_topics,
+    free_port,
+    machine,
+    peak_rss_mb,
+    save,
+    say,
+    stack,
+    worker_env,
+)
 from ingress.publisher import producer_config
 from ingress.webhooks import content_sha256
 from schemas import AvroCodec, SchemaName, registry_client
@@ -149,17 +157,7 @@ def main() -> None:
     ceiling_rate = ceiling(endpoints.kafka_bootstrap_servers, codec, topics.cdr_raw, len(events))
     say(f"  {ceiling_rate} records/s")
     port = free_port()
-    env = {
-        **os.environ,
-        "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
-        "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,
-        "ONOFF_BRIDGE_APP_ID_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
-        "ONOFF_BRIDGE_WEB_PORT": str(port),
-        "ONOFF_BRIDGE_STORE": STORE,
-        "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
-        "ONOFF_BRIDGE_DATA_DIR": tempfile.mkdtemp(prefix="bench-dedupe-"),
-        **topics_env(topics),
-    }
+    env = worker_env(endpoints, topics, port, "dedupe", ONOFF_BRIDGE_STORE=STORE)
     import subprocess
 
     say(f"one dedupe worker ({STORE} store) catching up")

@@ -14,15 +14,22 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from bench.common import bench_topics, free_port, machine, peak_rss_mb, save, say, stack, topics_env
+from bench.common import (
+    bench_topics,
+    free_port,
+    machine,
+    peak_rss_mb,
+    save,
+    say,
+    stack,
+    worker_env,
+)
 from bench.dedupe import ceiling, deliveries, load, processed
 from processors.merge import Outcome, fold
 from schemas import AvroCodec, SchemaName, registry_client
@@ -53,16 +60,7 @@ def main() -> None:
     ceiling_rate = ceiling(endpoints.kafka_bootstrap_servers, codec, topics.calls, len(versions))
     say(f"  {ceiling_rate} records/s")
     port = free_port()
-    env = {
-        **os.environ,
-        "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
-        "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,
-        "ONOFF_BRIDGE_APP_ID_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
-        "ONOFF_BRIDGE_WEB_PORT": str(port),
-        "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
-        "ONOFF_BRIDGE_DATA_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
-        **topics_env(topics),
-    }
+    env = worker_env(endpoints, topics, port, "metrics")
     say("one metrics worker catching up")
     worker = subprocess.Popen([sys.executable, "-m", "onoff_bridge", "worker", "metrics"], env=env)
     first = None
