@@ -1,25 +1,42 @@
-"""A fix to faust-streaming that at-least-once processing here depends on.
+"""Two fixes to faust-streaming that at-least-once processing here depends on.
 
-Table writes reach Kafka through Faust's ProducerBuffer: a queue that a
-background task drains into the producer. Before committing offsets, Faust
-flushes that buffer, but `ProducerBuffer.flush` gives up after waiting 0.1 s
-for one message and returns with messages still queued, or one still being
-handed over. An offset could then be committed ahead of the changelog writes
-of the events before it, and a crash at that moment loses those writes for
-good: the events are never replayed. (Found by the dedupe and metrics crash
-tests; faust/transport/producer.py, flush_atmost.)
+1. The producer buffer's flush. Table writes reach Kafka through Faust's
+ProducerBuffer: a queue that a background task drains into the producer.
+Before committing offsets, Faust flushes that buffer, but `ProducerBuffer.flush`
+gives up after waiting 0.1 s for one message and returns with messages still
+queued, or one still being handed over. An offset could then be committed ahead
+of the changelog writes of the events before it, and a crash at that moment
+loses those writes for good: the events are never replayed. (Found by the dedupe
+and metrics crash tests; faust/transport/producer.py, flush_atmost.)
 
 The fix counts messages being handed over and makes `flush` wait until the
-queue is empty and nothing is in flight. Applied once, before any app starts.
+queue is empty and nothing is in flight.
+
+2. Records fetched for a paused partition. `Consumer.getmany` drops the
+records of any partition that is paused when the batch is handed over (during a
+rebalance and the table recovery that follows it), and the Kafka consumer's
+position has already moved past them. When the partition is resumed, the next
+record it yields is far past the last one read; Faust takes the jump for a
+gap in the topic (as compaction makes), counts the skipped offsets as processed
+and commits past them: those deliveries are never processed by anyone. (Found
+by the two-worker dedupe test, which lost a few deliveries in about one run of
+four; related to faust-streaming #216, #221 and #606.) The fix holds such a
+partition's records back and seeks it to the first of them, so they are
+fetched again once the partition is resumed.
+
+Applied once, before any app starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 
 _APPLIED = False
 
@@ -29,6 +46,11 @@ def apply() -> None:
     if _APPLIED:
         return
     _APPLIED = True
+    _fix_producer_buffer_flush()
+    Consumer.getmany = _getmany  # type: ignore[method-assign]
+
+
+def _fix_producer_buffer_flush() -> None:
     handover = ProducerBuffer._send_pending
 
     async def send_pending(self: Any, fut: Any) -> None:
@@ -52,3 +74,40 @@ def apply() -> None:
 
     ProducerBuffer._send_pending = send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
+
+
+async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:  # noqa: ASYNC109
+    """faust.transport.consumer.Consumer.getmany, seeking back instead of dropping records."""
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+    if not self.flow_active:
+        # As Faust does: the batch is dropped and every partition goes back to its commit.
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning(f"exception performing seek when flow not active {exc}")
+        return
+    held_back: dict[TP, int] = {}
+    for tp, record in self.scheduler.iterate(records):
+        if not self.flow_active or self.app.consumer_generation_id != generation_id:
+            # A rebalance started: the next assignment starts from the committed offsets.
+            return
+        if tp in held_back:
+            continue
+        if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, self._to_message(tp, record)
+        else:
+            held_back[tp] = record.offset
+    for tp, offset in held_back.items():
+        await _seek_back(self, tp, offset)
+
+
+async def _seek_back(consumer: Any, tp: TP, offset: int) -> None:
+    if tp not in consumer.assignment():
+        return  # revoked meanwhile: its next owner starts from the committed offset
+    await consumer._seek(tp, offset)
+    # The read offset is the last offset handed over: the record before this one.
+    consumer._read_offset[tp] = offset - 1 if offset > 0 else None

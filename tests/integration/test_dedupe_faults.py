@@ -266,6 +266,9 @@ def test_two_workers_sharing_the_partitions_make_the_same_calls_as_one(
 def wait_until_shared(pair: list[Worker], source: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
+        for worker in pair:
+            returncode = worker.process.poll()
+            assert returncode is None, f"worker exited with {returncode}:\n{worker.tail(80)}"
         owned = [set(source_progress([worker], source)) for worker in pair]
         if all(owned) and set().union(*owned) == set(range(PARTITIONS)):
             return

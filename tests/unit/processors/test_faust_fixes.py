@@ -1,0 +1,129 @@
+"""The getmany fix: a paused partition's fetched records are fetched again, never skipped.
+
+The consumer here is a stand-in with just the attributes `Consumer.getmany`
+reads; the two-worker dedupe test runs the fix against a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+
+from processors.faust_fixes import _getmany
+
+RAW_0 = TP("onoff.cdr.raw", 0)
+RAW_1 = TP("onoff.cdr.raw", 1)
+
+
+@dataclass
+class Record:
+    offset: int
+
+
+@dataclass
+class StandInConsumer:
+    records: dict[TP, list[Record]]
+    active: set[TP]
+    assigned: set[TP]
+    generation_after: dict[int, int] = field(default_factory=dict)  # yielded count -> new id
+    seeks: list[tuple[TP, int]] = field(default_factory=list)
+    should_stop: bool = False
+    flow_active: bool = True
+
+    def __post_init__(self) -> None:
+        self.app = SimpleNamespace(
+            consumer_generation_id=1,
+            monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
+        )
+        self._buffered_partitions: set[TP] = set()
+        self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self.scheduler = SimpleNamespace(iterate=self._round_robin)
+        self.yielded = 0
+
+    def _round_robin(self, records: dict[TP, list[Record]]) -> Any:
+        for batch in zip(*records.values(), strict=False):
+            for tp, record in zip(records, batch, strict=False):
+                if self.yielded in self.generation_after:
+                    self.app.consumer_generation_id = self.generation_after[self.yielded]
+                yield tp, record
+
+    async def _wait_next_records(self, timeout: float) -> tuple[dict[TP, list[Record]], set[TP]]:  # noqa: ASYNC109
+        return self.records, self.active
+
+    def highwater(self, tp: TP) -> int:
+        return 1000
+
+    def _to_message(self, tp: TP, record: Record) -> tuple[TP, int]:
+        self.yielded += 1
+        return tp, record.offset
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def drain(consumer: StandInConsumer) -> list[tuple[TP, int]]:
+    async def handed_over() -> list[tuple[TP, int]]:
+        return [message async for _, message in _getmany(consumer, timeout=1.0)]
+
+    return asyncio.run(handed_over())
+
+
+def batch(*offsets: int) -> list[Record]:
+    return [Record(offset) for offset in offsets]
+
+
+def test_a_paused_partition_is_sought_back_to_its_first_fetched_record() -> None:
+    consumer = StandInConsumer(
+        records={RAW_0: batch(10, 11, 12), RAW_1: batch(194, 195, 196)},
+        active={RAW_0},
+        assigned={RAW_0, RAW_1},
+    )
+
+    handed_over = drain(consumer)
+
+    assert handed_over == [(RAW_0, 10), (RAW_0, 11), (RAW_0, 12)]
+    assert consumer.seeks == [(RAW_1, 194)]
+    assert consumer._read_offset[RAW_1] == 193  # so a jump past 194 is seen as one
+
+
+def test_a_partition_paused_in_the_middle_of_a_batch_keeps_what_was_handed_over() -> None:
+    consumer = StandInConsumer(records={RAW_0: batch(10, 11, 12)}, active={RAW_0}, assigned={RAW_0})
+
+    async def pause_after_the_first() -> tuple[Any, list[tuple[TP, int]]]:
+        messages = _getmany(consumer, timeout=1.0)
+        first = await messages.__anext__()
+        consumer.active.clear()  # paused by a rebalance while the batch is handed over
+        return first, [message async for _, message in messages]
+
+    first, rest = asyncio.run(pause_after_the_first())
+
+    assert first == (RAW_0, (RAW_0, 10))
+    assert rest == []
+    assert consumer.seeks == [(RAW_0, 11)]
+
+
+def test_a_revoked_partition_is_left_to_its_next_owner() -> None:
+    consumer = StandInConsumer(records={RAW_1: batch(194, 195)}, active=set(), assigned={RAW_0})
+
+    assert drain(consumer) == []
+    assert consumer.seeks == []
+
+
+def test_a_new_generation_stops_the_batch_without_seeking() -> None:
+    consumer = StandInConsumer(
+        records={RAW_0: batch(10, 11, 12)},
+        active={RAW_0},
+        assigned={RAW_0},
+        generation_after={2: 2},
+    )
+
+    assert drain(consumer) == [(RAW_0, 10), (RAW_0, 11)]
+    assert consumer.seeks == []
