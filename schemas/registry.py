@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from http import HTTPStatus
+
 import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -11,6 +14,7 @@ from schemas.catalog import load_schema, subjects_for
 from schemas.errors import RegistryUnavailableError
 
 COMPATIBILITY = "BACKWARD"
+CONFLICT_ATTEMPTS = 5
 
 
 def registry_client(url: str) -> SchemaRegistryClient:
@@ -23,11 +27,25 @@ def register_all(client: SchemaRegistryClient, topics: TopicNames) -> dict[str, 
     Registering a schema the subject already holds returns its existing id, so
     this is safe on every start-up.
     """
-    ids = {}
-    for subject, name in subjects_for(topics).items():
+    return {
+        subject: _register(client, subject, Schema(load_schema(name), "AVRO"))
+        for subject, name in subjects_for(topics).items()
+    }
+
+
+def _register(client: SchemaRegistryClient, subject: str, schema: Schema) -> int:
+    # Processes that start together (the workers of `worker all`, the ingress) register
+    # the same new subjects at the same moment, and Apicurio answers the loser of two
+    # racing creations with 409 Conflict instead of treating it as a repeat. Both steps
+    # are idempotent once the subject exists, so the loser tries again.
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             client.set_compatibility(subject_name=subject, level=COMPATIBILITY)
-            ids[subject] = client.register_schema(subject, Schema(load_schema(name), "AVRO"))
-        except (SchemaRegistryError, httpx.HTTPError, OSError) as exc:
+            return int(client.register_schema(subject, schema))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code != HTTPStatus.CONFLICT or attempt == CONFLICT_ATTEMPTS:
+                raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
+        except (httpx.HTTPError, OSError) as exc:
             raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
-    return ids
+        time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # the last attempt returns or raises

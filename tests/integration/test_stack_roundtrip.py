@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +15,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from schemas import AvroCodec, RecordDecodeError, SchemaName, load_schema, register_all
+from schemas.registry import registry_client
 from tests.integration.conftest import ConsumeAll, TopicFactory
 
 
@@ -68,6 +71,26 @@ def test_registering_the_schemas_twice_returns_the_same_ids(
     assert first == second
     assert len(set(first.values())) == len(first) >= 4
     assert registry.get_compatibility(f"{topic_names.cdr_raw}-value") == "BACKWARD"
+
+
+def test_processes_starting_together_all_register_the_schemas(
+    endpoints: StackEndpoints, topic_names: TopicNames
+) -> None:
+    # Workers and the ingress register the same fresh subjects at the same moment on a
+    # first start; Apicurio answers one of two racing creations with 409 Conflict.
+    starters = 6
+    barrier = threading.Barrier(starters)
+
+    def start() -> dict[str, int]:
+        with registry_client(endpoints.schema_registry_url) as client:
+            barrier.wait()
+            return register_all(client, topic_names)
+
+    with ThreadPoolExecutor(starters) as pool:
+        results = list(pool.map(lambda _: start(), range(starters)))
+
+    assert all(result == results[0] for result in results)
+    assert len(results[0]) >= 4
 
 
 def _field_names(schema: str) -> list[str]:
