@@ -14,7 +14,7 @@ from typing import Any
 
 from faust.types import TP
 
-from processors.faust_fixes import _getmany
+from processors.faust_fixes import _getmany, _on_buffer_drop
 
 RAW_0 = TP("onoff.cdr.raw", 0)
 RAW_1 = TP("onoff.cdr.raw", 1)
@@ -41,6 +41,7 @@ class StandInConsumer:
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
         )
         self._buffered_partitions: set[TP] = set()
+        self._paused_partitions: set[TP] = self.assigned - self.active
         self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
         self.scheduler = SimpleNamespace(iterate=self._round_robin)
         self.yielded = 0
@@ -61,6 +62,9 @@ class StandInConsumer:
     def _to_message(self, tp: TP, record: Record) -> tuple[TP, int]:
         self.yielded += 1
         return tp, record.offset
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self.active
 
     def assignment(self) -> set[TP]:
         return self.assigned
@@ -127,3 +131,27 @@ def test_a_new_generation_stops_the_batch_without_seeking() -> None:
 
     assert drain(consumer) == [(RAW_0, 10), (RAW_0, 11)]
     assert consumer.seeks == []
+
+
+def test_a_paused_partition_with_a_full_stream_buffer_is_held_back_too() -> None:
+    consumer = StandInConsumer(
+        records={RAW_0: batch(10, 11), RAW_1: batch(194, 195)},
+        active={RAW_0},
+        assigned={RAW_0, RAW_1},
+    )
+    consumer._buffered_partitions = {RAW_0, RAW_1}  # both filled their buffers before the pause
+
+    assert drain(consumer) == [(RAW_0, 10), (RAW_0, 11)]
+    assert consumer.seeks == [(RAW_1, 194)]
+
+
+def test_a_draining_buffer_resumes_only_a_partition_that_is_not_paused() -> None:
+    consumer = StandInConsumer(records={}, active=set(), assigned={RAW_0, RAW_1})
+    consumer._paused_partitions = {RAW_1}
+    consumer._buffered_partitions = {RAW_0, RAW_1}
+
+    _on_buffer_drop(consumer, RAW_0)
+    _on_buffer_drop(consumer, RAW_1)
+
+    assert consumer.active == {RAW_0}
+    assert consumer._buffered_partitions == set()
