@@ -32,10 +32,12 @@ partitions first and seeks them to their committed offsets second.
 The fetcher is already running (it read the changelogs), so records fetched
 in between are handed over, and the seek then moves Faust's read offset back
 under them: the next record of the batch looks like a jump, and the offsets in
-between are counted as processed whether or not they were. (Seen in the dedupe
-SIGKILL test, which lost a delivery once in four full runs; the same race as
-faust-streaming #216.) The fix seeks first and resumes after.
+between are counted as processed whether or not they were. (Seen in the logs
+of the dedupe SIGKILL test, which had lost a delivery in one of four full runs;
+the same race as faust-streaming #216.) The fix seeks first and resumes after.
 
+Fixes 2 and 3 replace methods with copies of faust-streaming 0.15.3's, changed
+only where said; pyproject.toml pins the minor version for that reason.
 Applied once, before any app starts.
 """
 
