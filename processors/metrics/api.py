@@ -10,6 +10,7 @@ answer lists every window whose start lies between the window of `from` and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from processors.metrics.processor import MetricsProcessor
 from processors.metrics.windows import Granularity, Window, window_range
 
 PATH = "/users/{user}/metrics"
+METADATA_TIMEOUT_S = 5.0
 
 View = Callable[..., Awaitable[Any]]
 
@@ -48,6 +50,16 @@ def window_json(window: Window, figures: Figures) -> dict[str, Any]:
     }
 
 
+async def _learn_partitions(processor: MetricsProcessor) -> None:
+    # Faust's router finds a user's partition in the producer's metadata, which knows
+    # the windows changelog only once something was sent to it: until then, routing
+    # failed with a TypeError (a 500 on a worker that had not counted anything yet).
+    topic = processor.windows.changelog_topic.get_topic_name()
+    transport_producer: Any = processor.app.producer  # faust's aiokafka driver
+    async with asyncio.timeout(METADATA_TIMEOUT_S):
+        await transport_producer._ensure_producer().partitions_for(topic)
+
+
 def metrics_view(processor: MetricsProcessor, max_windows: int) -> View:
     async def user_metrics(web: Any, request: Any, user: str) -> Any:
         user = user.lower()
@@ -69,10 +81,11 @@ def metrics_view(processor: MetricsProcessor, max_windows: int) -> View:
         if len(windows) > max_windows:
             return web.json({"error": f"more than {max_windows} windows asked for"}, status=400)
         try:
+            await _learn_partitions(processor)
             return await processor.app.router.route_req(processor.windows.name, user, web, request)
         except SameNode:
             pass  # this worker holds the user's windows
-        except ServiceUnavailable:
+        except (ServiceUnavailable, TimeoutError):
             return web.json({"error": "partitions are being reassigned; retry"}, status=503)
         found = [(w, f) for w in windows if (f := processor.current(w)) is not None]
         return web.json(

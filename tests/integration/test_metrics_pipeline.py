@@ -6,6 +6,9 @@ another hour or user, is produced straight into the calls topic. The worker is
 killed (SIGKILL) halfway and started again; the latest record of every window
 must then equal a plain recomputation from each call's final version, and the
 HTTP query must answer the same figures.
+
+A second test moves event time past the retention: a late version is counted,
+not applied, and the expiry timer drops the old windows.
 """
 
 from __future__ import annotations
@@ -213,3 +216,106 @@ def test_a_day_of_versions_with_a_crash_in_the_middle_matches_the_recomputation(
         f"http://127.0.0.1:{second.web_port}/users/x/metrics?granularity=week", timeout=5
     )
     assert bad.status_code == 400
+
+
+def test_a_version_past_the_retention_is_counted_not_applied_and_old_windows_expire(
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_names: TopicNames,
+    workers: WorkerFactory,
+) -> None:
+    calls = AvroCodec(registry, SchemaName.CALL, topic_names.calls)
+    metrics = AvroCodec(registry, SchemaName.USER_CALL_METRICS, topic_names.user_call_metrics)
+    user = "+15550109999"
+    old_day, recent_day = DAY, DAY + timedelta(days=3)
+
+    def version(call_id: str, started: datetime, updated: datetime, **fields: Any) -> Any:
+        return (
+            new_call(call_id)
+            | {
+                "onoffUserNumber": user,
+                "callStarted": started,
+                "callDirection": "INBOUND",
+                "callStatus": "ANSWERED",
+                "callDuration": 60,
+                "version": 1,
+                "deliveryCount": 1,
+                "firstSeenAt": started,
+                "lastUpdatedAt": updated,
+            }
+            | fields
+        )
+
+    def day_windows(worker: Worker, day: datetime) -> list[dict[str, Any]] | None:
+        """The user's day windows; None while the worker answers 503 (still joining)."""
+        response = httpx.get(
+            f"http://127.0.0.1:{worker.web_port}/users/{user}/metrics",
+            params={"granularity": "day", "from": day.isoformat(), "to": day.isoformat()},
+            timeout=5,
+        )
+        if response.status_code == 503:
+            return None
+        assert response.status_code == 200, response.text
+        windows: list[dict[str, Any]] = response.json()["windows"]
+        return windows
+
+    def wait_until(condition: Any, what: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting until {what}"
+            time.sleep(0.3)
+
+    old_start = old_day + timedelta(hours=9)
+    recent_start = recent_day + timedelta(hours=9)
+    produce(endpoints, calls, [version("c-old", old_start, old_start + timedelta(minutes=5))])
+    worker = workers.start(
+        "metrics",
+        wait=True,
+        **WORKER_ENV,
+        ONOFF_BRIDGE_METRICS__RETENTION_DAYS="1",
+        ONOFF_BRIDGE_METRICS__EXPIRY_GRACE_HOURS="0",
+        ONOFF_BRIDGE_METRICS__EXPIRY_INTERVAL_S="0.5",
+    )
+    wait_until(lambda: len(day_windows(worker, old_day) or ()) == 1, "the old day is counted")
+
+    # Event time moves three days on: the old day's windows are now past the retention.
+    produce(endpoints, calls, [version("c-new", recent_start, recent_start + timedelta(minutes=5))])
+    wait_until(lambda: len(day_windows(worker, recent_day) or ()) == 1, "the recent day is counted")
+    # A later version of the old call, ten times longer: too late to change its windows.
+    produce(
+        endpoints,
+        calls,
+        [
+            version(
+                "c-old",
+                old_start,
+                recent_start + timedelta(hours=1),
+                version=2,
+                deliveryCount=2,
+                callDuration=600,
+            )
+        ],
+    )
+
+    def late_count() -> float:
+        for line in worker.metrics().splitlines():
+            if (
+                line.startswith("onoff_processor_records_total{")
+                and 'processor="metrics"' in line
+                and 'outcome="late"' in line
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    wait_until(lambda: late_count() == 1, "the late version is counted")
+    # The expiry timer drops the old day's windows; the recent day keeps its figures.
+    wait_until(lambda: day_windows(worker, old_day) == [], "the old day's windows expire")
+    recent_windows = day_windows(worker, recent_day)
+    assert recent_windows is not None and len(recent_windows) == 1
+    recent = recent_windows[0]
+    assert (recent["callsTotal"], recent["talkSecondsTotal"]) == (1, 60)
+
+    # The topic's last word on the old day is still the first version's figures.
+    _, latest = latest_metrics(endpoints, metrics)
+    old_records = [r for r in latest.values() if r["windowStart"] == old_day]
+    assert [(r["granularity"], r["talkSecondsTotal"]) for r in old_records] == [("day", 60)]
