@@ -47,11 +47,12 @@ from typing import Any, cast
 
 import faust
 from faust.tables.table import Table
-from faust.types import TP, EventT, StreamT
+from faust.types import EventT, StreamT
 
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
 from processors.dedupe import decode_with_retry
+from processors.expiry import expire_entries
 from processors.metrics.aggregation import (
     Applied,
     CallState,
@@ -222,18 +223,7 @@ class MetricsProcessor:
     def _expire(self, table: Table[str, dict[str, Any]], expired: Any) -> int:
         if self.windows_clock_ms == 0 and self.calls_clock_ms == 0:
             return 0
-        actives = self.app.assignor.assigned_actives()
-        changelog = table.changelog_topic.get_topic_name()
-        doomed = [
-            (key, value["p"])
-            for key, value in list(table.data.items())
-            if TP(changelog, value["p"]) in actives and expired(key, value)
-        ]
-        for key, partition in doomed:
-            table.data.pop(key, None)
-            # No event to take the partition from: the one the key was written in.
-            table.send_changelog(partition, key, None)
-        return len(doomed)
+        return expire_entries(self.app, table, expired)
 
     def _processed(self, outcome: str, message: Any) -> str:
         self._progress.processed(NAME, outcome, message.topic, message.partition, message.offset)

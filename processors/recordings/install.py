@@ -32,7 +32,7 @@ def install(context: ProcessorContext) -> None:
         trusted_endpoints=settings.trusted_endpoints,
         host_overrides=settings.host_overrides,
     )
-    RecordingsProcessor(
+    processor = RecordingsProcessor(
         context.app,
         settings=settings,
         calls_topic=topics.calls,
@@ -46,3 +46,10 @@ def install(context: ProcessorContext) -> None:
         archiver=RecordingArchiver(settings, RecordingFetcher(settings, guard), store),
     )
     context.progress.source_topics.add(topics.calls)
+
+    async def expire() -> None:
+        forgotten = processor.expire()
+        if forgotten:
+            log.info("forgot %d calls past the recordings retention", forgotten)
+
+    context.app.timer(settings.expiry_interval_s)(expire)

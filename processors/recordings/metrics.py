@@ -35,3 +35,8 @@ class RecordingMetrics:
             "Call versions read but not finished (their offsets not yet committable)",
             registry=registry,
         )
+        self.handled_calls = Gauge(
+            "onoff_recordings_handled_calls",
+            "Calls in the table of handled links (forgotten after the retention)",
+            registry=registry,
+        )

@@ -17,6 +17,12 @@ the producer before committing offsets). So after a crash:
 
 Concurrency: see `ordering.py`. Versions of one call run in order, calls run
 in parallel, at most `concurrency` downloads at once per worker.
+
+Expiry: each entry keeps the call's lastUpdatedAt, and a timer forgets calls
+whose last update is older than the retention on event time (the latest
+lastUpdatedAt read), with a tombstone in the changelog. The retention is longer
+than dedupe's, which refuses deliveries for older calls, so a forgotten call
+gets no new version and no link is fetched twice.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from faust.types import EventT, StreamT
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
 from processors.dedupe import decode_with_retry
+from processors.expiry import expire_entries
+from processors.metrics.windows import to_millis
 from processors.progress import ProgressTracker
 from processors.recordings.archive import RecordingArchiver
 from processors.recordings.fetch import redact
@@ -51,6 +59,13 @@ NAME = "recordings"
 HEARTBEAT_S = 5.0
 # Recording kind -> the Call field listing its links.
 KINDS = {"recording": "callRecordingUrls", "voicemail": "voicemailUrls"}
+
+
+def marks_of(entry: Any) -> list[str]:
+    """The handled marks of a table entry (a bare list before entries kept their age)."""
+    if entry is None:
+        return []
+    return list(entry["m"] if isinstance(entry, dict) else entry)
 
 
 def link_mark(kind: str, url: str) -> str:
@@ -98,12 +113,17 @@ class RecordingsProcessor:
             allow_empty=True,
         )
         self.handled = cast(
-            Table[str, list[str]],
+            Table[str, Any],
             app.Table(f"{NAME}-handled", partitions=partitions, changelog_topic=changelog),
         )
         # Faust derives these from key_type/value_type; changelog writes use them.
         self.handled.key_serializer = UTF8
         self.handled.value_serializer = "json"
+        self.app = app
+        self.retention_ms = int(settings.retention_days * 24 * 3600 * 1000)
+        # Event time: the latest lastUpdatedAt read by this worker.
+        self.clock_ms = 0
+        metrics.handled_calls.set_function(lambda: len(self.handled.data))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._window = asyncio.Semaphore(settings.max_pending_calls)
         self._lanes = Lanes()
@@ -159,7 +179,8 @@ class RecordingsProcessor:
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return "deadlettered"
-        handled = set(self.handled.get(call["id"]) or ())
+        self.clock_ms = max(self.clock_ms, to_millis(call["lastUpdatedAt"]))
+        handled = set(marks_of(self.handled.get(call["id"])))
         links: dict[str, tuple[str, str]] = {}
         for kind, field in KINDS.items():
             for url in call.get(field) or ():
@@ -169,7 +190,10 @@ class RecordingsProcessor:
         if not links:
             return "nothing_new"
         results = await asyncio.gather(
-            *(self._handle_link(call, kind, url) for kind, url in links.values()),
+            *(
+                self._handle_link(call, kind, url, message.partition)
+                for kind, url in links.values()
+            ),
             return_exceptions=True,
         )
         for result in results:
@@ -177,7 +201,7 @@ class RecordingsProcessor:
                 raise result
         return "fetched"
 
-    async def _handle_link(self, call: dict[str, Any], kind: str, url: str) -> None:
+    async def _handle_link(self, call: dict[str, Any], kind: str, url: str, partition: int) -> None:
         async with self._slots:
             self._metrics.in_flight.inc()
             started = time.monotonic()
@@ -194,10 +218,15 @@ class RecordingsProcessor:
         delivered = await self._out.send(key=f"{call['id']}/{kind}".encode(), value=value)
         await delivered  # acknowledged by every in-sync replica (producer_acks=-1)
         # Only now does the link count as handled (see the module docstring).
-        current = list(self.handled.get(call["id"]) or ())
+        current = marks_of(self.handled.get(call["id"]))
         mark = link_mark(kind, url)
         if mark not in current:
-            self.handled[call["id"]] = sorted([*current, mark])
+            # The partition is kept so the expiry timer can write the tombstone there.
+            self.handled[call["id"]] = {
+                "m": sorted([*current, mark]),
+                "t": to_millis(call["lastUpdatedAt"]),
+                "p": partition,
+            }
         log.info(
             "recording %s",
             status,
@@ -227,6 +256,13 @@ class RecordingsProcessor:
             "error": result.error,
             "fetchedAt": fetched_at,
         }
+
+    def expire(self) -> int:
+        """Forgets calls last updated before the retention; returns how many."""
+        if self.clock_ms == 0:
+            return 0
+        horizon_ms = self.clock_ms - self.retention_ms
+        return expire_entries(self.app, self.handled, lambda _key, entry: entry["t"] < horizon_ms)
 
     async def _reject(self, message: Any, reason: str) -> None:
         await self._deadletters.reject(NAME, message, reason)

@@ -58,3 +58,10 @@ class RecordingSettings(BaseModel):
     # Call versions taken from the topic but not finished yet, per worker: when this many
     # wait (behind slow downloads), the worker stops reading until one finishes.
     max_pending_calls: int = Field(default=256, ge=1)
+
+    # The table of handled links forgets a call this long after the call's last update,
+    # on event time (the latest lastUpdatedAt read). Longer than dedupe's retention, so
+    # a call that is forgotten here gets no new version.
+    retention_days: float = Field(default=35.0, gt=0)
+    # How often the expiry timer looks for calls past the retention.
+    expiry_interval_s: float = Field(default=600.0, gt=0)

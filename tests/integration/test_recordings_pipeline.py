@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from schemas import AvroCodec, SchemaName
-from tests.integration.processor_fixtures import WorkerFactory, worker_factory
+from tests.integration.processor_fixtures import Worker, WorkerFactory, worker_factory
 from tests.integration.recordings_fixtures import (
     AudioServer,
     audio_server,
@@ -113,3 +114,52 @@ def test_each_link_ends_with_its_status_and_is_fetched_once(
     assert 'onoff_recordings_downloads_total{status="rejected"} 3.0' in metrics
     assert "onoff_recordings_in_flight 0.0" in metrics
     assert "secret" not in worker.log.read_text()
+
+
+def test_calls_past_the_retention_are_forgotten_also_after_a_restart(
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_names: TopicNames,
+    workers: WorkerFactory,
+    server: AudioServer,
+    tmp_path: Path,
+) -> None:
+    calls = AvroCodec(registry, SchemaName.CALL, topic_names.calls)
+    recordings = AvroCodec(registry, SchemaName.RECORDING, topic_names.recordings)
+    env = recordings_env(tmp_path / "store") | {
+        "ONOFF_BRIDGE_RECORDINGS__RETENTION_DAYS": "1",
+        "ONOFF_BRIDGE_RECORDINGS__EXPIRY_INTERVAL_S": "0.5",
+    }
+    old = call_record("e-old", recordings=[server.url("/audio/e-old.mp3")])
+    recent = call_record("e-new", recordings=[server.url("/audio/e-new.mp3")])
+    recent["lastUpdatedAt"] = old["lastUpdatedAt"] + timedelta(days=3)
+
+    def handled_calls(worker: Worker) -> float | None:
+        for line in worker.metrics().splitlines():
+            if line.startswith("onoff_recordings_handled_calls "):
+                return float(line.split()[1])
+        return None
+
+    def wait_until_handled(worker: Worker, count: float) -> None:
+        deadline = time.monotonic() + 30
+        while handled_calls(worker) != count:
+            assert time.monotonic() < deadline, f"handled calls: {handled_calls(worker)}"
+            time.sleep(0.3)
+
+    worker = workers.start("recordings", True, **env)
+    produce_calls(endpoints.kafka_bootstrap_servers, calls, [old])
+    read_recordings(endpoints.kafka_bootstrap_servers, recordings, count=1)
+    wait_until_handled(worker, 1)
+    # Three days later on event time, the old call is past the one-day retention.
+    produce_calls(endpoints.kafka_bootstrap_servers, calls, [recent])
+    records = read_recordings(endpoints.kafka_bootstrap_servers, recordings, count=2)
+    assert sorted(key for key, _ in records) == ["e-new/recording", "e-old/recording"]
+    wait_until_handled(worker, 1)
+
+    # The tombstone is in the changelog: a new worker recovers one call, not two.
+    assert worker.stop() == 0
+    restarted = workers.start("recordings", True, **env)
+    wait_until_handled(restarted, 1)
+    time.sleep(1)  # a recovered e-old would show up here
+    assert handled_calls(restarted) == 1
+    assert server.count("/audio/e-old.mp3") == 1
