@@ -18,11 +18,12 @@ the producer before committing offsets). So after a crash:
 Concurrency: see `ordering.py`. Versions of one call run in order, calls run
 in parallel, at most `concurrency` downloads at once per worker.
 
-Expiry: each entry keeps the call's lastUpdatedAt, and a timer forgets calls
-whose last update is older than the retention on event time (the latest
-lastUpdatedAt read), with a tombstone in the changelog. The retention is longer
-than dedupe's, which refuses deliveries for older calls, so a forgotten call
-gets no new version and no link is fetched twice.
+Expiry: each entry keeps the lastUpdatedAt of the call version that last added
+a link (never earlier than callStarted), and a timer forgets calls whose entry
+is older than the retention on event time (the latest lastUpdatedAt read), with
+a tombstone in the changelog. The retention is longer than dedupe's, which
+refuses deliveries for calls started before it, so a forgotten call gets no new
+version and no link is fetched twice.
 """
 
 from __future__ import annotations
