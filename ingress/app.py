@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -203,7 +203,7 @@ def create_app(components: IngressComponents) -> Starlette:
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(c.retry_after_s)})
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(c.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(c.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(c.max_body_bytes))
@@ -215,6 +215,7 @@ def create_app(components: IngressComponents) -> Starlette:
             yield
         finally:
             c.on_shutdown()
+            c.metrics.close()
 
     routes = [Route(r.path, webhook_endpoint(r), methods=["POST"], name=r.path) for r in c.routes]
     routes += [

@@ -1,17 +1,34 @@
-"""The ingress's Prometheus metrics, in a registry of their own (one per app)."""
+"""The ingress's Prometheus metrics, in a registry of their own (one per app).
+
+With `--workers N` the processes share nothing, and a scrape reaches one of
+them. `server.py` then points PROMETHEUS_MULTIPROC_DIR at a directory before
+the workers start: each process writes its values there, and a scrape of any
+one of them adds up all (prometheus-client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class IngressMetrics:
     def __init__(self, queue_depth: Callable[[], int]) -> None:
+        self.multiprocess = MULTIPROCESS_DIR_ENV in os.environ
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "onoff_ingress_requests",
@@ -57,12 +74,15 @@ class IngressMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        queue = Gauge(
+        self._queue = Gauge(
             "onoff_ingress_producer_queue_depth",
             "Messages waiting in the producer's local queue",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        queue.set_function(lambda: float(queue_depth()))
+        self._queue_depth = queue_depth
+        if not self.multiprocess:
+            self._queue.set_function(lambda: float(queue_depth()))
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._produce_children: dict[str, Any] = {}
         self._accepted_children: dict[str, Any] = {}
@@ -92,3 +112,20 @@ class IngressMetrics:
         if child is None:
             child = self._produce_children[topic] = self.produce_latency.labels(topic)
         child.observe(seconds)
+        if self.multiprocess:
+            # A function gauge would be read by the scraped process alone: each process
+            # publishes its own queue depth as it goes instead.
+            self._queue.set(self._queue_depth())
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's figures, or every worker's added up."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """Drops this process's live gauges from the shared figures when it stops."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

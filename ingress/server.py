@@ -6,12 +6,18 @@ finish; the app's shutdown then flushes the producer, and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
 
 from ingress.bootstrap import build_app
+from ingress.metrics import MULTIPROCESS_DIR_ENV
 from ingress.settings import IngressSettings
 from onoff_bridge.logs import configure_logging
 
@@ -30,6 +36,31 @@ def serve(settings: IngressSettings) -> None:
     # A clean SIGTERM stop exits 0, so the previous handlers do nothing.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    with _shared_metrics(settings.workers):
+        _run(settings)
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several workers write their Prometheus figures to one directory (see metrics.py).
+
+    prometheus-client chooses where values live when a process imports it, so the
+    directory must be in the environment before uvicorn starts the workers. One that
+    is already set (by a pod spec, say) is used as it is and left in place.
+    """
+    if workers == 1 or MULTIPROCESS_DIR_ENV in os.environ:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="onoff-ingress-metrics-")
+    os.environ[MULTIPROCESS_DIR_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_DIR_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run(settings: IngressSettings) -> None:
     uvicorn.run(
         "ingress.server:app_from_environment",
         factory=True,

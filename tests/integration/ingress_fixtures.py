@@ -9,11 +9,16 @@ into records through the registry.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from pydantic import SecretStr
@@ -163,3 +168,33 @@ def records_by_request_id(
     by_id = {id_of(record): record for record in records}
     assert len(by_id) == len(records), "two records carry the same request id"
     return by_id
+
+
+def start_ingress(
+    endpoints: StackEndpoints,
+    topics: TopicNames,
+    port: int,
+    log: Path,
+    api_key: str,
+    *options: str,
+) -> subprocess.Popen[bytes]:
+    """`onoff-bridge ingress` as a child process, once /readyz answers 200."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONOFF_BRIDGE_")}
+    env |= {
+        "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
+        "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,
+        "ONOFF_BRIDGE_API_KEY": api_key,
+        "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
+    }
+    env |= {f"ONOFF_BRIDGE_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()}
+    command = [sys.executable, "-m", "onoff_bridge", "ingress", "--port", str(port), *options]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        time.sleep(0.2)
+    raise AssertionError("the ingress did not become ready:\n" + log.read_text())

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,35 +14,16 @@ from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from schemas import SchemaName
 from tests.conftest import sample
-from tests.integration.ingress_fixtures import CDR_PATH, read_topic, records_by_request_id
+from tests.integration.ingress_fixtures import (
+    CDR_PATH,
+    read_topic,
+    records_by_request_id,
+    start_ingress,
+)
 from tests.integration.processor_fixtures import free_port
 
 API_KEY = "shutdown-test-key"
 REQUESTS = 300
-
-
-def start_ingress(
-    endpoints: StackEndpoints, topics: TopicNames, port: int, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONOFF_BRIDGE_")}
-    env |= {
-        "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
-        "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,
-        "ONOFF_BRIDGE_API_KEY": API_KEY,
-        "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
-    }
-    env |= {f"ONOFF_BRIDGE_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()}
-    command = [sys.executable, "-m", "onoff_bridge", "ingress", "--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        time.sleep(0.2)
-    raise AssertionError("the ingress did not become ready:\n" + log.read_text())
 
 
 async def post_all(url: str, process: subprocess.Popen[bytes]) -> dict[str, int | str]:
@@ -83,7 +60,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    process = start_ingress(endpoints, topic_names, port, tmp_path / "ingress.log")
+    process = start_ingress(endpoints, topic_names, port, tmp_path / "ingress.log", API_KEY)
     try:
         outcomes = asyncio.run(post_all(f"http://127.0.0.1:{port}{CDR_PATH}", process))
         assert process.wait(timeout=30) == 0, (tmp_path / "ingress.log").read_text()
