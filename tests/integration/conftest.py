@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
+from tests.integration.processor_fixtures import WorkerFactory, worker_factory
 from tests.integration.provision import provide_endpoints
+from tests.integration.recordings_fixtures import AudioServer, audio_server
 
 _PROVISIONED: list[str] = []
 
@@ -127,3 +130,19 @@ def consume(endpoints: StackEndpoints) -> ConsumeAll:
         return messages
 
     return read
+
+
+@pytest.fixture
+def workers(
+    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
+) -> Iterator[WorkerFactory]:
+    """Processor workers as child processes sharing one group; all stopped at the end."""
+    with worker_factory(endpoints, topic_names, tmp_path) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[AudioServer]:
+    """A real HTTP server serving audio (and failures) to the recordings tests."""
+    with audio_server() as started:
+        yield started

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from onoff_bridge.localstack import StackEndpoints
@@ -16,15 +13,7 @@ from onoff_bridge.settings import TopicNames
 from schemas import AvroCodec, SchemaName
 from tests.conftest import sample_bytes
 from tests.integration.ingress_fixtures import CDR_PATH, read_topic, running_apps, with_key
-from tests.integration.processor_fixtures import WorkerFactory, worker_factory
-
-
-@pytest.fixture
-def workers(
-    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
-) -> Iterator[WorkerFactory]:
-    with worker_factory(endpoints, topic_names, tmp_path) as factory:
-        yield factory
+from tests.integration.processor_fixtures import WorkerFactory
 
 
 def read_calls(

@@ -16,13 +16,10 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -31,7 +28,7 @@ from onoff_bridge.settings import TopicNames
 from processors.merge import new_call
 from schemas import AvroCodec, SchemaName
 from tests.integration.ingress_fixtures import read_topic
-from tests.integration.processor_fixtures import Worker, WorkerFactory, worker_factory
+from tests.integration.processor_fixtures import Worker, WorkerFactory
 from tests.unit.processors.test_metrics_aggregation import recompute
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -45,14 +42,6 @@ WORKER_ENV = {
     "BROKER_HEARTBEAT_INTERVAL": "1",
     "BROKER_REBALANCE_TIMEOUT": "10",
 }
-
-
-@pytest.fixture
-def workers(
-    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
-) -> Iterator[WorkerFactory]:
-    with worker_factory(endpoints, topic_names, tmp_path) as factory:
-        yield factory
 
 
 def millis(moment: datetime) -> datetime:

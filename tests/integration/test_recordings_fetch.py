@@ -37,12 +37,6 @@ SECRET = "X-Amz-Signature=s3cr3t"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[AudioServer]:
-    with audio_server() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
 def other_server() -> Iterator[AudioServer]:
     with audio_server() as started:
         yield started

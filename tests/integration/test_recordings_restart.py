@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from schemas import AvroCodec, SchemaName
-from tests.integration.processor_fixtures import Worker, WorkerFactory, worker_factory
+from tests.integration.processor_fixtures import Worker, WorkerFactory
 from tests.integration.recordings_fixtures import (
     AudioServer,
-    audio_server,
     call_record,
     produce_calls,
     read_recordings,
     stored_objects,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AudioServer]:
-    with audio_server() as started:
-        yield started
-
-
-@pytest.fixture
-def workers(
-    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
-) -> Iterator[WorkerFactory]:
-    with worker_factory(endpoints, topic_names, tmp_path) as factory:
-        yield factory
 
 
 def start(factory: WorkerFactory, store: Path) -> Worker:

@@ -20,15 +20,9 @@ from processors.recordings.guard import AddressGuard
 from processors.recordings.settings import MIB, RecordingSettings
 from processors.recordings.storage import S3Store
 from tests.integration.processor_fixtures import free_port
-from tests.integration.recordings_fixtures import AudioServer, audio_server, payload
+from tests.integration.recordings_fixtures import AudioServer, payload
 
 BUCKET = "recordings-test"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AudioServer]:
-    with audio_server() as started:
-        yield started
 
 
 @pytest.fixture(scope="module")
