@@ -102,9 +102,10 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="Port of /healthz and /metrics.")] = None,
 ) -> None:
     """Run stream processors (settings from ONOFF_BRIDGE_* variables)."""
+    from onoff_bridge.workers import run_each
     from processors.app import PROCESSORS
     from processors.settings import ProcessorSettings
-    from processors.worker import run_each, run_worker
+    from processors.worker import run_worker
 
     names = list(PROCESSORS) if name == "all" else [name]
     if not set(names) <= set(PROCESSORS):
@@ -155,12 +156,22 @@ def run(
     keep_stack: Annotated[
         bool, typer.Option(help="Leave Kafka and the registry running on exit.")
     ] = False,
+    ingress_port: Annotated[int, typer.Option(help="Port of the ingress.")] = 8080,
+    processors_port: Annotated[
+        int, typer.Option(help="First of the three processors' web ports.")
+    ] = 6066,
 ) -> None:
     """Start the local stack and every service in the foreground; Ctrl-C stops all."""
     from onoff_bridge.devrun import run_everything
 
     try:
-        run_everything(StackSettings(), keep_stack=keep_stack, say=_say)
+        run_everything(
+            StackSettings(),
+            keep_stack=keep_stack,
+            say=_say,
+            ingress_port=ingress_port,
+            processors_port=processors_port,
+        )
     except StackError as exc:
         raise _fail(exc) from exc
 

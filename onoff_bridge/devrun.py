@@ -2,36 +2,28 @@
 
 The services run as child processes of this one, exactly as they would in
 production (`onoff-bridge ingress`, `onoff-bridge worker ...`), with the local
-stack's endpoints and a development API key in their environment.
+stack's endpoints and a development API key in their environment. A service
+that crashes is restarted with a back-off (`onoff_bridge.supervisor`), said on
+the terminal and in var/log/run.log; only Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from onoff_bridge.localstack import LocalStack, ServiceStartError, StackSettings
 from onoff_bridge.settings import BridgeSettings
+from onoff_bridge.supervisor import ChildSpec, ChildStartError, Supervisor
 from onoff_bridge.topics import ensure_topics, topic_specs
 
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ChildService:
-    name: str
-    args: list[str]
-    health_url: str | None
 
 
 def development_api_key(home: Path) -> str:
@@ -54,11 +46,12 @@ def run_everything(
     processors_port: int = 6066,
 ) -> None:
     stack = LocalStack(settings, say)
+    _log_supervision_to(settings.log_dir / "run.log")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     started: list[str] = []
-    children: list[tuple[ChildService, subprocess.Popen[bytes]]] = []
+    supervisor: Supervisor | None = None
     try:
         endpoints, started = stack.up()
         bridge = BridgeSettings()
@@ -83,22 +76,26 @@ def run_everything(
             ),
         }
         stack.write_env({"ONOFF_BRIDGE_INGRESS_URL": ingress_url, "ONOFF_BRIDGE_API_KEY": api_key})
-        services = [
-            ChildService(
+        specs = [
+            _child(
                 "ingress",
                 ["ingress", "--host", settings.host, "--port", str(ingress_port)],
+                env,
                 f"{ingress_url}/healthz",
             ),
-            ChildService(
+            _child(
                 "processors",
                 ["worker", "all", "--web-port", str(processors_port)],
+                env,
                 f"{processors_url}/healthz",
             ),
         ]
-        for service in services:
-            children.append((service, _start_child(service, env)))
-        for service, process in children:
-            _wait_healthy(service, process)
+        supervisor = Supervisor(specs, say, stop_timeout_s=30.0)
+        supervisor.start()
+        try:
+            supervisor.wait_healthy(timeout_s=120.0)
+        except ChildStartError as exc:
+            raise ServiceStartError(str(exc)) from exc
         say("")
         say(f"  kafka      {endpoints.kafka_bootstrap_servers}")
         say(f"  registry   {endpoints.schema_registry_url}")
@@ -114,50 +111,26 @@ def run_everything(
             f"  try: curl -H 'x-api-key: {api_key}' --data-binary @tests/samples/"
             f"cdr-missed-inbound.json {ingress_url}/v1/onoff/cdr"
         )
-        say("running; Ctrl-C stops everything")
-        while not stop.wait(0.5):
-            for service, process in children:
-                if process.poll() is not None:
-                    say(f"{service.name} exited with {process.returncode}; stopping everything")
-                    stop.set()
+        pids = ", ".join(f"{name} pid {pid}" for name, pid in supervisor.pids.items())
+        say(f"running ({pids}); a crashed service is restarted; Ctrl-C stops everything")
+        supervisor.run(stop)
     finally:
-        for service, process in reversed(children):
-            _stop_child(service, process, say)
+        if supervisor is not None:
+            supervisor.stop()
         if not keep_stack and started:
             say("stopping " + ", ".join(started))
             stack.down(started)
 
 
-def _start_child(service: ChildService, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "onoff_bridge", *service.args]
-    return subprocess.Popen(command, env=env, start_new_session=True)
+def _child(name: str, args: list[str], env: dict[str, str], health_url: str) -> ChildSpec:
+    return ChildSpec(name, [sys.executable, "-m", "onoff_bridge", *args], env, health_url)
 
 
-def _wait_healthy(
-    service: ChildService, process: subprocess.Popen[bytes], timeout_s: float = 60
-) -> None:
-    if service.health_url is None:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceStartError(f"{service.name} exited with {process.returncode}")
-        try:
-            if httpx.get(service.health_url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise ServiceStartError(f"{service.name} did not answer {service.health_url}")
-
-
-def _stop_child(service: ChildService, process: subprocess.Popen[bytes], say: Say) -> None:
-    if process.poll() is not None:
-        return
-    say(f"stopping {service.name}")
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def _log_supervision_to(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("onoff_bridge.supervisor")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
