@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,7 @@ def start_ingress(
     log: Path,
     api_key: str,
     *options: str,
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`onoff-bridge ingress` as a child process, once /readyz answers 200."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONOFF_BRIDGE_")}
@@ -187,6 +188,7 @@ def start_ingress(
         "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
     }
     env |= {f"ONOFF_BRIDGE_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()}
+    env |= extra_env or {}
     command = [sys.executable, "-m", "onoff_bridge", "ingress", "--port", str(port), *options]
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
