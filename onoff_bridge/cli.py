@@ -102,6 +102,7 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="Port of /healthz and /metrics.")] = None,
 ) -> None:
     """Run stream processors (settings from ONOFF_BRIDGE_* variables)."""
+    from onoff_bridge.logs import logging_config
     from onoff_bridge.workers import run_each
     from processors.app import PROCESSORS
     from processors.settings import ProcessorSettings
@@ -118,7 +119,7 @@ def worker(
         raise typer.Exit(code=run_each(settings, names, _say))
     where = f"http://{settings.web_host}:{settings.web_port}"
     _say(f"worker {name}: health and metrics on {where}/healthz, /metrics")
-    run_worker(settings, names)
+    run_worker(settings, names, logging_config(settings.log_level, settings.log_json))
 
 
 @topics_app.command("create")

@@ -49,14 +49,35 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str = "INFO", json: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def _formatter(json: bool) -> logging.Formatter:
     if json:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
-    else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler.setFormatter(formatter)
+        return formatter
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def logging_config(level: str = "INFO", json: bool = True) -> dict[str, Any]:
+    """The same set-up as a dictConfig, for runtimes that configure logging themselves (Faust)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": _formatter, "json": json}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {name: {"level": "WARNING"} for name in _QUIET_LOGGERS},
+    }
+
+
+def configure_logging(level: str = "INFO", json: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_formatter(json))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

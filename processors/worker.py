@@ -7,7 +7,8 @@ producer, commits what was processed and leaves the consumer group.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import faust
 
@@ -15,7 +16,17 @@ from processors.app import build_app
 from processors.settings import ProcessorSettings
 
 
-def run_worker(settings: ProcessorSettings, names: Sequence[str]) -> None:
+def run_worker(
+    settings: ProcessorSettings,
+    names: Sequence[str],
+    logging_config: Mapping[str, Any] | None = None,
+) -> None:
+    """`logging_config` (a dictConfig) replaces Faust's own log format, e.g. with JSON lines."""
     app = build_app(settings, names)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        logging_config=dict(logging_config) if logging_config is not None else None,
+    )
     worker.execute_from_commandline()
