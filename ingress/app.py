@@ -30,6 +30,7 @@ from ingress.errors import (
 from ingress.metrics import IngressMetrics
 from ingress.openapi import openapi_document
 from ingress.publisher import DeliveryReceipt
+from ingress.redaction import redact_reason
 from ingress.webhooks import IngestMetadata, Parser, build_record, parse_json_object
 from onoff_bridge.logs import request_id_var
 from schemas import RecordEncodeError, SchemaError
@@ -171,7 +172,7 @@ def create_app(components: IngressComponents) -> Starlette:
             "quarantined",
             extra={
                 "route": route.path,
-                "reason": reason,
+                "reason": redact_reason(reason),
                 "topic": receipt.topic,
                 "partition": receipt.partition,
                 "offset": receipt.offset,
