@@ -49,9 +49,7 @@ class KafkaTriggerMetadata(Strict):
 
 class AuthenticationRef(Strict):
     name: str
-    kind: Literal["TriggerAuthentication", "ClusterTriggerAuthentication"] = (
-        "TriggerAuthentication"
-    )
+    kind: Literal["TriggerAuthentication", "ClusterTriggerAuthentication"] = "TriggerAuthentication"
 
 
 class KafkaTrigger(Strict):

@@ -41,7 +41,9 @@ def render(directory: Path) -> list[Manifest]:
         assert options.get("disableNameSuffixHash"), "render.py does not compute name hashes"
         data = {Path(f).name: (directory / f).read_text() for f in generator.get("files", [])}
         metadata = {"name": generator["name"], "labels": dict(options.get("labels", {}))}
-        manifests.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
+        manifests.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+        )
     namespace = kustomization.get("namespace")
     if namespace:
         for manifest in manifests:

@@ -89,9 +89,7 @@ def test_service_monitors_select_services_by_a_port_they_have(workloads, monitor
     for manifest in by_kind(monitoring, "ServiceMonitor").values():
         monitor = ServiceMonitor.model_validate(manifest)
         wanted = monitor.spec.selector.match_labels
-        matches = [
-            s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()
-        ]
+        matches = [s for s in services if wanted.items() <= s["metadata"].get("labels", {}).items()]
         assert matches, monitor.metadata.name
         for service in matches:
             ports = {p["name"] for p in service["spec"]["ports"]}

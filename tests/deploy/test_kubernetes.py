@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
 import pytest
 from pydantic import BaseModel
 
@@ -139,7 +139,7 @@ def test_images_are_pinned(workloads):
         for container in containers(deployment, init=True):
             image = container["image"]
             tag = image.split("/")[-1].partition(":")[2]
-            assert tag and tag != "latest" or "@sha256:" in image, image
+            assert (tag and tag != "latest") or "@sha256:" in image, image
 
 
 def test_autoscaled_deployments_fix_no_replica_count(workloads):
@@ -234,7 +234,9 @@ def test_network_policies_open_the_ports_the_parts_need(workloads):
     open_ports = {port["port"] for r in rules for port in r["ports"]}
     assert {8080, 6066} <= open_ports
     scrape = policies["onoff-bridge-metrics-scrape"]["spec"]["ingress"][0]["from"]
-    assert scrape == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert scrape == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     egress = [r for p in policies.values() for r in p["spec"].get("egress", [])]
     egress_ports = {port["port"] for r in egress for port in r["ports"]}
     assert {53, 9092, 8081, 443} <= egress_ports

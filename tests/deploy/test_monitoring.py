@@ -13,7 +13,11 @@ import pytest
 from tests.deploy.crds import PrometheusRule
 from tests.deploy.render import MONITORING, ROOT, Manifest, by_kind
 
-METRIC_MODULES = ["ingress/metrics.py", "processors/progress.py", "processors/recordings/metrics.py"]
+METRIC_MODULES = [
+    "ingress/metrics.py",
+    "processors/progress.py",
+    "processors/recordings/metrics.py",
+]
 # Not ours: Prometheus's own scrape health, and kube-state-metrics' restart counter.
 EXTERNAL_METRICS = {"up", "kube_pod_container_status_restarts_total"}
 # The suffixes prometheus-client exposes for each metric type.
