@@ -49,6 +49,10 @@ typecheck: install ## mypy --strict on the packages; tests with check_untyped_de
 	$(BIN)/mypy
 	$(BIN)/mypy tests
 
+.PHONY: validate-deploy
+validate-deploy: install ## Validate the Dockerfile, compose file, Kubernetes manifests, alerts and dashboard (offline)
+	$(BIN)/pytest -v tests/deploy
+
 .PHONY: stack-up
 stack-up: install ## Start the local Kafka and registry (no Docker) and write var/stack.env
 	$(BIN)/onoff-bridge stack up

