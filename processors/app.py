@@ -3,7 +3,7 @@
 Processing guarantee: at_least_once, with every step idempotent. faust's
 exactly_once has open reports of duplicates on rebalance and crash
 (faust-streaming #517, #323, #177), and a probe here saw tables incremented
-twice after a restart; see the README.
+twice after a restart; see docs/faust.md.
 """
 
 from __future__ import annotations

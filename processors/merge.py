@@ -2,7 +2,7 @@
 
 Every rule below is commutative, associative and idempotent on the call's
 fields, so any permutation of a call's deliveries, with any of them repeated,
-ends in the same fields. The README lists the rules and why each was chosen.
+ends in the same fields. docs/dedupe.md lists the rules and why each was chosen.
 
 Records are the Avro dicts of `CallEvent` (in) and `Call` (out).
 """
