@@ -42,15 +42,14 @@ from faust.types import EventT, StreamT
 
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
-from processors.dedupe import decode_with_retry
 from processors.expiry import expire_entries
-from processors.metrics.windows import to_millis
 from processors.progress import ProgressTracker
 from processors.recordings.archive import RecordingArchiver
 from processors.recordings.fetch import redact
 from processors.recordings.metrics import RecordingMetrics
 from processors.recordings.ordering import Lanes, OrderedAcks, Ticket
 from processors.recordings.settings import RecordingSettings
+from processors.records import EventClock, decode_with_retry, to_millis
 from schemas import AvroCodec, RecordDecodeError
 
 log = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ class RecordingsProcessor:
         self.app = app
         self.retention_ms = int(settings.retention_days * 24 * 3600 * 1000)
         # Event time: the latest lastUpdatedAt read by this worker.
-        self.clock_ms = 0
+        self.clock = EventClock()
         metrics.handled_calls.set_function(lambda: len(self.handled.data))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._window = asyncio.Semaphore(settings.max_pending_calls)
@@ -180,7 +179,7 @@ class RecordingsProcessor:
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return "deadlettered"
-        self.clock_ms = max(self.clock_ms, to_millis(call["lastUpdatedAt"]))
+        self.clock.advance(call["lastUpdatedAt"])
         handled = set(marks_of(self.handled.get(call["id"])))
         links: dict[str, tuple[str, str]] = {}
         for kind, field in KINDS.items():
@@ -260,9 +259,9 @@ class RecordingsProcessor:
 
     def expire(self) -> int:
         """Forgets calls last updated before the retention; returns how many."""
-        if self.clock_ms == 0:
+        if not self.clock.started:
             return 0
-        horizon_ms = self.clock_ms - self.retention_ms
+        horizon_ms = self.clock.ms - self.retention_ms
         return expire_entries(self.app, self.handled, lambda _key, entry: entry["t"] < horizon_ms)
 
     async def _reject(self, message: Any, reason: str) -> None:
