@@ -1,7 +1,8 @@
 """Recordings: onoff.calls -> object storage + onoff.recordings, each link fetched once.
 
 For every call version, each (kind, URL) not yet handled is downloaded,
-stored, and reported as one `Recording` record (key `<call id>/<kind>`).
+stored, and reported as one `Recording` record, keyed by `record_key`
+(`<call id>/<kind>/<link digest>`), so compaction keeps one record per link.
 "Handled" lives in a Faust table keyed by call id, backed by its own
 compacted changelog, holding a digest of each (kind, URL) whose record Kafka
 has acknowledged. The table is written only after that acknowledgement, and
@@ -68,9 +69,24 @@ def marks_of(entry: Any) -> list[str]:
     return list(entry["m"] if isinstance(entry, dict) else entry)
 
 
+def link_digest(url: str) -> str:
+    """A link's name that is stable across restarts and says nothing of its signed query."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
 def link_mark(kind: str, url: str) -> str:
-    """What the table keeps of a handled link: its kind and a digest, not the signed URL."""
-    return f"{kind}:{hashlib.sha256(url.encode()).hexdigest()[:32]}"
+    """What the table keeps of a handled link: its kind and digest, not the signed URL."""
+    return f"{kind}:{link_digest(url)}"
+
+
+def record_key(call_id: str, kind: str, url: str) -> str:
+    """`<call id>/<kind>/<link digest>`: every (call, kind, link) keeps its own record.
+
+    Keyed by the call and kind alone, a call with two recording links lost the
+    first link's record to compaction. Consumers find all of a call's records by
+    the prefix `<call id>/` (or, exactly, by the `callId` field).
+    """
+    return f"{call_id}/{kind}/{link_digest(url)}"
 
 
 class RecordingsProcessor:
@@ -215,7 +231,7 @@ class RecordingsProcessor:
         if record["sizeBytes"] is not None:
             self._metrics.bytes.inc(record["sizeBytes"])
         value = self._recordings.encode(record)
-        delivered = await self._out.send(key=f"{call['id']}/{kind}".encode(), value=value)
+        delivered = await self._out.send(key=record_key(call["id"], kind, url).encode(), value=value)
         await delivered  # acknowledged by every in-sync replica (producer_acks=-1)
         # Only now does the link count as handled (see the module docstring).
         current = marks_of(self.handled.get(call["id"]))
