@@ -143,11 +143,20 @@ class RecordingsProcessor:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._window = asyncio.Semaphore(settings.max_pending_calls)
         self._lanes = Lanes()
+        self.acks: OrderedAcks | None = None
+        app.on_partitions_revoked.connect(self._on_revoked)
         app.agent(self.source, name=f"{NAME}-agent")(self._run)
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The new owner reads these partitions again from the committed offset.
+        if self.acks is not None:
+            for tp in kwargs.get("revoked", args[0] if args else ()):
+                self.acks.forget(tp.topic, tp.partition)
 
     async def _run(self, stream: StreamT[Any]) -> None:
         manual: Any = cast(Any, stream).noack()  # missing from faust's StreamT stubs
-        acks = OrderedAcks(manual.ack)
+        acks = self.acks = OrderedAcks(manual.ack)
+        self._metrics.queued_acks.set_function(acks.queued)
         async for event in manual.events():
             # Backpressure: stop reading while too many versions wait behind downloads.
             await self._window.acquire()
@@ -164,7 +173,9 @@ class RecordingsProcessor:
             ticket.outcome = await self.handle(ticket.event)
         except Exception:
             # Left unacked: the committed offset stops here, /healthz reports the stall,
-            # and the restarted worker reads this version again.
+            # and the restarted worker reads this version again. Nothing behind it in
+            # the partition can be acked either, so it is not kept waiting (see ordering).
+            acks.fail(ticket)
             log.exception(
                 "recordings: cannot finish a call version; its offset stays uncommitted",
                 extra={
@@ -231,7 +242,9 @@ class RecordingsProcessor:
         if record["sizeBytes"] is not None:
             self._metrics.bytes.inc(record["sizeBytes"])
         value = self._recordings.encode(record)
-        delivered = await self._out.send(key=record_key(call["id"], kind, url).encode(), value=value)
+        delivered = await self._out.send(
+            key=record_key(call["id"], kind, url).encode(), value=value
+        )
         await delivered  # acknowledged by every in-sync replica (producer_acks=-1)
         # Only now does the link count as handled (see the module docstring).
         current = marks_of(self.handled.get(call["id"]))
