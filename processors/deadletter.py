@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
 from faust.types import Message, TopicT
 
+from processors.records import redact_reason, rejected_record
 from schemas import AvroCodec
 
 log = logging.getLogger(__name__)
-
-
-def rejected_record(
-    source: str, topic: str, partition: int, offset: int, body: bytes, reason: str
-) -> dict[str, Any]:
-    return {
-        "requestId": f"{topic}/{partition}/{offset}",
-        "receivedAt": datetime.now(UTC),
-        "source": source,
-        "path": topic,
-        "reason": reason[:1000],
-        "body": body,
-        "contentType": None,
-        "headers": {},
-        "apiKeyName": None,
-        "sourcePartition": partition,
-        "sourceOffset": offset,
-    }
 
 
 class DeadLetters:
@@ -42,12 +23,14 @@ class DeadLetters:
             source, message.topic, message.partition, message.offset, message.value or b"", reason
         )
         await (await self._topic.send(key=key, value=value))
+        # The record keeps the reason whole; a log line must not carry the body's values
+        # (phone numbers, e-mail addresses), which decode errors can quote.
         log.warning(
             "dead-lettered %s/%s/%s: %s",
             message.topic,
             message.partition,
             message.offset,
-            reason,
+            redact_reason(reason),
             extra={
                 "topic": message.topic,
                 "partition": message.partition,

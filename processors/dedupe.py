@@ -15,9 +15,8 @@ ProducerBuffer instead, whose flush can return with messages still queued.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -27,9 +26,13 @@ from faust.types import EventT, StreamT
 from processors.codecs import UTF8, register_avro
 from processors.context import ProcessorContext
 from processors.deadletter import DeadLetters
-from processors.merge import Outcome, fold
+from processors.merge import Outcome, decide, evict_past_retention
 from processors.progress import ProgressTracker
-from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError, SchemaName
+from processors.records import EventClock, decode_with_retry
+from schemas import AvroCodec, RecordDecodeError, SchemaName
+
+# Re-exported for processors.metrics, which imported it from here.
+__all__ = ["DedupeProcessor", "decode_with_retry", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class DedupeProcessor:
         self._deadletters = deadletters
         self._progress = progress
         self._retention = retention
+        # Event time: the latest receivedAt read. Refusal and eviction both use it.
+        self.clock = EventClock()
         self.source = app.topic(
             source_topic, key_serializer="raw", value_serializer="raw", internal=False
         )
@@ -77,11 +82,12 @@ class DedupeProcessor:
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return None
-        if self._beyond_retention(delivery):
-            await self._reject(message, "callStarted is older than the dedupe retention")
-            return None
         call_id = delivery["id"]
-        outcome, call = fold(self.calls.get(call_id), delivery)
+        self.clock.advance(delivery["ingest"]["receivedAt"])
+        outcome, call = decide(self.calls.get(call_id), delivery, self.clock.now, self._retention)
+        if outcome is Outcome.BEYOND_RETENTION:
+            await self._reject(message, "the call is past the dedupe retention")
+            return outcome
         if outcome is Outcome.NEW_VERSION:
             await self._emit(call_id, call, message.partition)
         self._progress.processed(
@@ -98,49 +104,25 @@ class DedupeProcessor:
         if key_partitions is not None:
             key_partitions[call_id] = partition
 
-    def _beyond_retention(self, delivery: dict[str, Any]) -> bool:
-        started: datetime | None = delivery.get("callStarted")
-        return started is not None and started < datetime.now(UTC) - self._retention
-
     def evict_expired(self) -> int:
-        """Drops calls past the retention from memory, without a tombstone on onoff.calls.
+        """Shrinks calls past the retention in memory to markers, without a tombstone.
 
-        Only the memory store needs it (RocksDB keeps state on disk). Deliveries
-        for such calls are refused by `_beyond_retention`, so an evicted call is
-        never needed again; its last version stays in the compacted topic.
+        Only the memory store needs it (RocksDB keeps state on disk). The marker
+        keeps the call known, so its later deliveries are refused (see
+        `processors.merge.decide`) instead of starting it again at version 1; its
+        last version stays in the compacted topic. A restart recovers full calls
+        from that topic, which the same rule refuses.
         """
-        store = self.calls.data
-        data = getattr(store, "data", None)
-        if not isinstance(data, dict):
+        data = getattr(self.calls.data, "data", None)
+        if not isinstance(data, dict) or not self.clock.started:
             return 0
-        cutoff = datetime.now(UTC) - self._retention
-        expired = [
-            key
-            for key, call in data.items()
-            if (call.get("callStarted") or call["lastUpdatedAt"]) < cutoff
-        ]
-        for key in expired:
-            data.pop(key, None)
-            getattr(store, "_key_partition", {}).pop(key, None)
-        return len(expired)
+        return len(evict_past_retention(data, self.clock.now, self._retention))
 
     async def _reject(self, message: Any, reason: str) -> None:
         await self._deadletters.reject(NAME, message, reason)
         self._progress.processed(
             NAME, "deadlettered", message.topic, message.partition, message.offset
         )
-
-
-async def decode_with_retry(codec: AvroCodec, value: bytes | None) -> dict[str, Any]:
-    """Decodes a record, waiting out a registry outage rather than dead-lettering good data."""
-    delay = 0.5
-    while True:
-        try:
-            return codec.decode(value or b"")
-        except RegistryUnavailableError as exc:
-            log.warning("registry unavailable; retrying", extra={"error": str(exc), "in_s": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 def install(context: ProcessorContext) -> None:

@@ -5,13 +5,16 @@ fields, so any permutation of a call's deliveries, with any of them repeated,
 ends in the same fields. docs/dedupe.md lists the rules and why each was chosen.
 
 Records are the Avro dicts of `CallEvent` (in) and `Call` (out).
+
+The retention rule lives here too, beside the fold it guards: `decide` is the
+whole decision for one delivery, a pure function of (state, delivery, now).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping, MutableMapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -184,6 +187,7 @@ class Outcome(enum.Enum):
     NEW_VERSION = "new_version"
     DUPLICATE = "duplicate"  # the same content was folded in before
     UNCHANGED = "unchanged"  # new content, but it changes none of the call's fields
+    BEYOND_RETENTION = "beyond_retention"  # the call is (or would be) past the retention
 
 
 def fold(current: Mapping[str, Any] | None, event: Mapping[str, Any]) -> tuple[Outcome, Record]:
@@ -202,3 +206,87 @@ def fold(current: Mapping[str, Any] | None, event: Mapping[str, Any]) -> tuple[O
     updated = record_delivery(merged, event)
     updated["version"] = call["version"] + 1
     return Outcome.NEW_VERSION, updated
+
+
+# Retention. A call's age is measured from its callStarted, or, for a call that
+# never said when it started, from its lastUpdatedAt (the latest receivedAt
+# folded in). A call is past the retention when that time is before `now -
+# retention`. One rule decides both things:
+#
+# - eviction drops the calls past the retention from memory, leaving a marker
+#   (`evicted`) so the call is still known to have existed;
+# - a delivery is refused when its call is past the retention (or was evicted),
+#   or would be once the delivery is folded in.
+#
+# So eviction only drops calls every later delivery is refused for, and no
+# delivery can start a call again at version 1: the marker answers for a call
+# whose deliveries lack callStarted, which no rule on the delivery alone could
+# tell from a new call.
+
+EVICTED = "evicted"
+
+
+def evicted(call: Mapping[str, Any]) -> Record:
+    """What stays in memory of an evicted call: enough to refuse it, nothing to fold into."""
+    return {"id": call["id"], "version": call["version"], EVICTED: True}
+
+
+def is_evicted(state: Mapping[str, Any] | None) -> bool:
+    return state is not None and bool(state.get(EVICTED))
+
+
+def age_anchor(call: Mapping[str, Any]) -> datetime:
+    """The time a call's age is measured from: callStarted, else lastUpdatedAt."""
+    started: datetime | None = call.get("callStarted")
+    return started if started is not None else call["lastUpdatedAt"]
+
+
+def past_retention(call: Mapping[str, Any], now: datetime, retention: timedelta) -> bool:
+    """Whether eviction may drop `call` (an evicted marker always is)."""
+    return is_evicted(call) or age_anchor(call) < now - retention
+
+
+def anchor_with(current: Mapping[str, Any] | None, event: Mapping[str, Any]) -> datetime:
+    """`age_anchor` of the call after `event` is folded in, by the rules `merge` uses."""
+    started = _identity(
+        None if current is None else current["callStarted"], event.get("callStarted")
+    )
+    if started is not None:
+        return started  # type: ignore[no-any-return]  # _identity returns its inputs' type
+    received: datetime = event["ingest"]["receivedAt"]
+    last = None if current is None else current["lastUpdatedAt"]
+    return received if last is None else max(last, received)
+
+
+def evict_past_retention(
+    calls: MutableMapping[str, Any], now: datetime, retention: timedelta
+) -> list[str]:
+    """Replaces each call past the retention by its `evicted` marker; returns their ids."""
+    doomed = [
+        key
+        for key, call in calls.items()
+        if isinstance(call, dict) and not is_evicted(call) and past_retention(call, now, retention)
+    ]
+    for key in doomed:
+        calls[key] = evicted(calls[key])
+    return doomed
+
+
+def decide(
+    state: Mapping[str, Any] | None,
+    event: Mapping[str, Any],
+    now: datetime,
+    retention: timedelta,
+) -> tuple[Outcome, Record]:
+    """The whole decision for one delivery: refused past the retention, else `fold`.
+
+    `now` is the event clock (see `processors.records.EventClock`), the same
+    one eviction uses.
+    """
+    # The state's own age counts too, so whether the eviction timer has run yet
+    # never changes a decision.
+    if state is not None and past_retention(state, now, retention):
+        return Outcome.BEYOND_RETENTION, dict(state)
+    if anchor_with(state, event) < now - retention:
+        return Outcome.BEYOND_RETENTION, dict(state or {})
+    return fold(state, event)

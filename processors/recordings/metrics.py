@@ -40,3 +40,8 @@ class RecordingMetrics:
             "Calls in the table of handled links (forgotten after the retention)",
             registry=registry,
         )
+        self.queued_acks = Gauge(
+            "onoff_recordings_queued_acks",
+            "Call versions waiting for their offset to be acked in order (bounded after failures)",
+            registry=registry,
+        )

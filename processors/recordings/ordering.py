@@ -12,6 +12,14 @@ call version as a task and moves on, with two rules:
   committed offset never passes unfinished work. faust's own gap tracking is
   not relied on: its `_new_offset` commits past a single unacked offset right
   after the committed one.
+
+A version that fails is never acked, so nothing behind it in its partition
+can be either, until a restart or a revocation hands the partition over
+again. `OrderedAcks.fail` therefore blocks the partition: the tickets behind
+the failed one are dropped and later ones are not queued, so a long run of
+failures cannot grow the queues (the work still runs; it is redone, or found
+done, by the next owner). A queue holds at most the tickets before its first
+failure, and that one.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class Lanes:
 class Ticket:
     event: Any
     done: bool = False
+    failed: bool = False
     outcome: str = ""
 
 
@@ -66,10 +75,14 @@ class OrderedAcks:
 
     ack: Callable[[Any], Awaitable[Any]]
     _queues: dict[tuple[str, int], deque[Ticket]] = field(default_factory=dict)
+    # Partitions with a failed ticket: nothing more of theirs can be acked.
+    _blocked: set[tuple[str, int]] = field(default_factory=set)
 
     def enter(self, event: Any) -> Ticket:
         ticket = Ticket(event)
-        self._queues.setdefault(_tp(event), deque()).append(ticket)
+        tp = _tp(event)
+        if tp not in self._blocked:
+            self._queues.setdefault(tp, deque()).append(ticket)
         return ticket
 
     async def finish(self, ticket: Ticket) -> list[Ticket]:
@@ -83,9 +96,27 @@ class OrderedAcks:
             acked.append(head)
         return acked
 
+    def fail(self, ticket: Ticket) -> None:
+        """`ticket` will never be acked: drops what is behind it and blocks its partition."""
+        ticket.failed = True
+        tp = _tp(ticket.event)
+        queue = self._queues.get(tp)
+        if queue is None or not any(queued is ticket for queued in queue):
+            return  # not queued: its partition is blocked already, or was revoked since
+        # Keep what is ahead (it may still be acked when it finishes) and the failed
+        # ticket itself, which holds the line: finish() stops at it.
+        while queue[-1] is not ticket:
+            queue.pop()
+        self._blocked.add(tp)
+
     def forget(self, topic: str, partition: int) -> None:
         """After a revocation: the events will be read again by the new owner."""
         self._queues.pop((topic, partition), None)
+        self._blocked.discard((topic, partition))
+
+    def queued(self) -> int:
+        """How many tickets wait, over every partition."""
+        return sum(len(queue) for queue in self._queues.values())
 
 
 def _tp(event: Any) -> tuple[str, int]:

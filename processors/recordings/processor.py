@@ -1,7 +1,8 @@
 """Recordings: onoff.calls -> object storage + onoff.recordings, each link fetched once.
 
 For every call version, each (kind, URL) not yet handled is downloaded,
-stored, and reported as one `Recording` record (key `<call id>/<kind>`).
+stored, and reported as one `Recording` record, keyed by `record_key`
+(`<call id>/<kind>/<link digest>`), so compaction keeps one record per link.
 "Handled" lives in a Faust table keyed by call id, backed by its own
 compacted changelog, holding a digest of each (kind, URL) whose record Kafka
 has acknowledged. The table is written only after that acknowledgement, and
@@ -42,15 +43,14 @@ from faust.types import EventT, StreamT
 
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
-from processors.dedupe import decode_with_retry
 from processors.expiry import expire_entries
-from processors.metrics.windows import to_millis
 from processors.progress import ProgressTracker
 from processors.recordings.archive import RecordingArchiver
 from processors.recordings.fetch import redact
 from processors.recordings.metrics import RecordingMetrics
 from processors.recordings.ordering import Lanes, OrderedAcks, Ticket
 from processors.recordings.settings import RecordingSettings
+from processors.records import EventClock, decode_with_retry, to_millis
 from schemas import AvroCodec, RecordDecodeError
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,24 @@ def marks_of(entry: Any) -> list[str]:
     return list(entry["m"] if isinstance(entry, dict) else entry)
 
 
+def link_digest(url: str) -> str:
+    """A link's name that is stable across restarts and says nothing of its signed query."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
 def link_mark(kind: str, url: str) -> str:
-    """What the table keeps of a handled link: its kind and a digest, not the signed URL."""
-    return f"{kind}:{hashlib.sha256(url.encode()).hexdigest()[:32]}"
+    """What the table keeps of a handled link: its kind and digest, not the signed URL."""
+    return f"{kind}:{link_digest(url)}"
+
+
+def record_key(call_id: str, kind: str, url: str) -> str:
+    """`<call id>/<kind>/<link digest>`: every (call, kind, link) keeps its own record.
+
+    Keyed by the call and kind alone, a call with two recording links lost the
+    first link's record to compaction. Consumers find all of a call's records by
+    the prefix `<call id>/` (or, exactly, by the `callId` field).
+    """
+    return f"{call_id}/{kind}/{link_digest(url)}"
 
 
 class RecordingsProcessor:
@@ -123,16 +138,25 @@ class RecordingsProcessor:
         self.app = app
         self.retention_ms = int(settings.retention_days * 24 * 3600 * 1000)
         # Event time: the latest lastUpdatedAt read by this worker.
-        self.clock_ms = 0
+        self.clock = EventClock()
         metrics.handled_calls.set_function(lambda: len(self.handled.data))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._window = asyncio.Semaphore(settings.max_pending_calls)
         self._lanes = Lanes()
+        self.acks: OrderedAcks | None = None
+        app.on_partitions_revoked.connect(self._on_revoked)
         app.agent(self.source, name=f"{NAME}-agent")(self._run)
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The new owner reads these partitions again from the committed offset.
+        if self.acks is not None:
+            for tp in kwargs.get("revoked", args[0] if args else ()):
+                self.acks.forget(tp.topic, tp.partition)
 
     async def _run(self, stream: StreamT[Any]) -> None:
         manual: Any = cast(Any, stream).noack()  # missing from faust's StreamT stubs
-        acks = OrderedAcks(manual.ack)
+        acks = self.acks = OrderedAcks(manual.ack)
+        self._metrics.queued_acks.set_function(acks.queued)
         async for event in manual.events():
             # Backpressure: stop reading while too many versions wait behind downloads.
             await self._window.acquire()
@@ -149,7 +173,9 @@ class RecordingsProcessor:
             ticket.outcome = await self.handle(ticket.event)
         except Exception:
             # Left unacked: the committed offset stops here, /healthz reports the stall,
-            # and the restarted worker reads this version again.
+            # and the restarted worker reads this version again. Nothing behind it in
+            # the partition can be acked either, so it is not kept waiting (see ordering).
+            acks.fail(ticket)
             log.exception(
                 "recordings: cannot finish a call version; its offset stays uncommitted",
                 extra={
@@ -180,7 +206,7 @@ class RecordingsProcessor:
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return "deadlettered"
-        self.clock_ms = max(self.clock_ms, to_millis(call["lastUpdatedAt"]))
+        self.clock.advance(call["lastUpdatedAt"])
         handled = set(marks_of(self.handled.get(call["id"])))
         links: dict[str, tuple[str, str]] = {}
         for kind, field in KINDS.items():
@@ -216,7 +242,9 @@ class RecordingsProcessor:
         if record["sizeBytes"] is not None:
             self._metrics.bytes.inc(record["sizeBytes"])
         value = self._recordings.encode(record)
-        delivered = await self._out.send(key=f"{call['id']}/{kind}".encode(), value=value)
+        delivered = await self._out.send(
+            key=record_key(call["id"], kind, url).encode(), value=value
+        )
         await delivered  # acknowledged by every in-sync replica (producer_acks=-1)
         # Only now does the link count as handled (see the module docstring).
         current = marks_of(self.handled.get(call["id"]))
@@ -260,9 +288,9 @@ class RecordingsProcessor:
 
     def expire(self) -> int:
         """Forgets calls last updated before the retention; returns how many."""
-        if self.clock_ms == 0:
+        if not self.clock.started:
             return 0
-        horizon_ms = self.clock_ms - self.retention_ms
+        horizon_ms = self.clock.ms - self.retention_ms
         return expire_entries(self.app, self.handled, lambda _key, entry: entry["t"] < horizon_ms)
 
     async def _reject(self, message: Any, reason: str) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from confluent_kafka import Producer
 
+from processors.recordings.processor import record_key
 from schemas import AvroCodec
 from tests.integration.ingress_fixtures import read_topic
 
@@ -201,3 +202,33 @@ def read_recordings(
         if len(messages) >= count or time.monotonic() > deadline:
             return [((m.key() or b"").decode(), codec.decode(m.value() or b"")) for m in messages]
         time.sleep(0.5)
+
+
+def read_recordings_until(
+    bootstrap_servers: str, codec: AvroCodec, sentinel: str, timeout_s: float = 60.0
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every record in the recordings topic once one keyed `sentinel` arrived.
+
+    The sentinel is produced after whatever must not appear, on the same call
+    (so the same partition and lane): once it is there, anything earlier is too.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = read_recordings(bootstrap_servers, codec, count=0)
+        if any(key == sentinel for key, _ in records):
+            return records
+        assert time.monotonic() < deadline, f"no {sentinel} in {[k for k, _ in records]}"
+        time.sleep(0.5)
+
+
+def by_link(
+    records: list[tuple[str, dict[str, Any]]],
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Records by (call id, kind, source URL); each must have come once, under its own key."""
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for key, record in records:
+        link = (record["callId"], record["kind"], record["sourceUrl"])
+        assert link not in found, f"{link} reported twice"
+        assert key == record_key(*link), key
+        found[link] = record
+    return found

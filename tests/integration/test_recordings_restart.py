@@ -10,13 +10,16 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
+from processors.recordings.processor import record_key
 from schemas import AvroCodec, SchemaName
 from tests.integration.processor_fixtures import Worker, WorkerFactory
 from tests.integration.recordings_fixtures import (
     AudioServer,
+    by_link,
     call_record,
     produce_calls,
     read_recordings,
+    read_recordings_until,
     stored_objects,
 )
 
@@ -58,26 +61,33 @@ def test_a_download_killed_midway_is_stored_once_after_a_restart(
 
     second = start(workers, store)
     records = read_recordings(bootstrap, recordings, count=1)
-    assert [(k, r["status"]) for k, r in records] == [("k-slow/recording", "stored")]
+    assert [(k, r["status"]) for k, r in records] == [
+        (record_key("k-slow", "recording", slow), "stored")
+    ]
     assert server.count("/slow/k-slow.mp3") == 2
     assert [p.as_uri() for p in stored_objects(store)] == [records[0][1]["storageUri"]]
 
     # A restart and a new version carrying the same link: the handled-links table,
-    # restored from its changelog, says it is done. A fresh call proves the worker
-    # read past it.
+    # restored from its changelog, says it is done. A third version of the same call
+    # (same partition, same lane) with one new link is the sentinel: once its record
+    # is there, a second record of the slow link would be too.
     assert second.stop(signal.SIGTERM) == 0
     start(workers, store)
+    sentinel = server.url("/audio/k-after.mp3")
     produce_calls(
         bootstrap,
         calls,
         [
             call_record("k-slow", version=2, recordings=[slow]),
-            call_record("k-after", recordings=[server.url("/audio/k-after.mp3")]),
+            call_record("k-slow", version=3, recordings=[slow, sentinel]),
         ],
     )
-    records = read_recordings(bootstrap, recordings, count=2)
-    time.sleep(1.5)
-    records = read_recordings(bootstrap, recordings, count=2)
-    assert sorted(k for k, _ in records) == ["k-after/recording", "k-slow/recording"]
+    records = read_recordings_until(
+        bootstrap, recordings, record_key("k-slow", "recording", sentinel)
+    )
+    assert sorted(by_link(records)) == [
+        ("k-slow", "recording", sentinel),
+        ("k-slow", "recording", slow),
+    ]
     assert server.count("/slow/k-slow.mp3") == 2
     assert len(stored_objects(store)) == 2

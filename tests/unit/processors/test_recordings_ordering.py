@@ -159,3 +159,58 @@ def test_expired_and_success_are_not_retried() -> None:
         == "ok"
     )
     assert len(clock.sleeps) == 1
+
+
+def test_a_long_run_of_failures_keeps_the_queues_bounded() -> None:
+    """Issue 9: a failed version is never acked; nothing may pile up behind it."""
+
+    async def scenario() -> tuple[list[int], int, int]:
+        acked: list[int] = []
+
+        async def ack(event: Event) -> None:
+            acked.append(event.message.offset)
+
+        acks = OrderedAcks(ack)
+        first, second = acks.enter(Event(Message("t", 0, 0))), acks.enter(Event(Message("t", 0, 1)))
+        failed = acks.enter(Event(Message("t", 0, 2)))
+        peak = 0
+        # 10 000 more versions, every tenth failing, each finished as soon as it is read,
+        # on the blocked partition and on a healthy one.
+        for offset in range(3, 10_003):
+            for partition in (0, 1):
+                ticket = acks.enter(Event(Message("t", partition, offset)))
+                if partition == 0 and offset % 10 == 0:
+                    acks.fail(ticket)
+                else:
+                    await acks.finish(ticket)
+            if offset == 3:
+                acks.fail(failed)
+            peak = max(peak, acks.queued())
+        # What was read before the failure is still acked when it finishes.
+        await acks.finish(second)
+        await acks.finish(first)
+        return acked, peak, acks.queued()
+
+    acked, peak, left = asyncio.run(scenario())
+    assert [offset for offset in acked if offset < 3] == [0, 1]
+    assert peak <= 5 and left == 1  # the failed ticket holds its partition's line
+    assert 10_002 in acked  # the healthy partition kept being acked
+
+
+def test_a_revoked_partition_is_forgotten_and_unblocked() -> None:
+    async def scenario() -> list[int]:
+        acked: list[int] = []
+
+        async def ack(event: Event) -> None:
+            acked.append(event.message.offset)
+
+        acks = OrderedAcks(ack)
+        acks.fail(acks.enter(Event(Message("t", 0, 0))))
+        await acks.finish(acks.enter(Event(Message("t", 0, 1))))
+        acks.forget("t", 0)
+        assert acks.queued() == 0
+        # Assigned again later: read from the committed offset, acked as usual.
+        await acks.finish(acks.enter(Event(Message("t", 0, 0))))
+        return acked
+
+    assert asyncio.run(scenario()) == [0]
