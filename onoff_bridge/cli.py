@@ -177,5 +177,102 @@ def run(
         raise _fail(exc) from exc
 
 
+@app.command("simulate")
+def simulate(
+    seed: Annotated[
+        int, typer.Option(help="Seed of the traffic: the same seed, the same run.")
+    ] = 1,
+    rate: Annotated[float, typer.Option(help="New calls and SMS per second.")] = 10.0,
+    duration: Annotated[float, typer.Option(help="Seconds of new traffic.")] = 60.0,
+    time_scale: Annotated[
+        float, typer.Option(help="Compress Onoff's minutes: 60 makes 5 minutes 5 seconds.")
+    ] = 1.0,
+    ledger: Annotated[str, typer.Option(help="JSON-lines ledger to write.")] = (
+        "var/simulation/ledger.jsonl"
+    ),
+    retry_delay: Annotated[float, typer.Option(help="Seconds between retries.")] = 0.5,
+    timeout: Annotated[float, typer.Option(help="Seconds before a try counts as failed.")] = 10.0,
+    linger: Annotated[
+        float, typer.Option(help="Seconds to keep serving audio until every link was fetched.")
+    ] = 60.0,
+    expired_share: Annotated[float, typer.Option(help="Share of audio links expired.")] = 0.15,
+    flaky_share: Annotated[float, typer.Option(help="Share of links failing once (503).")] = 0.15,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Send realistic Onoff traffic to ONOFF_BRIDGE_INGRESS_URL and log it to a ledger."""
+    from rich.progress import Progress
+
+    from onoff_bridge.simulation import SimulationError
+    from onoff_bridge.simulation.runner import RunOptions
+    from onoff_bridge.simulation.runner import simulate as run_simulation
+    from onoff_bridge.simulation.settings import SimulationSettings
+    from onoff_bridge.simulation.traffic import TrafficOptions
+
+    traffic = TrafficOptions(
+        seed=seed,
+        rate=rate,
+        duration_s=duration,
+        time_scale=time_scale,
+        expired_share=expired_share,
+        flaky_share=flaky_share,
+    )
+    from pathlib import Path
+
+    options = RunOptions(traffic, Path(ledger), retry_delay, timeout, linger)
+    settings = SimulationSettings()
+    _say(f"simulating seed {seed} against {settings.ingress_url}; ledger {ledger}")
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task("deliveries", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            summary = run_simulation(options, settings, advance)
+        except SimulationError as exc:
+            raise _fail(exc) from exc
+    typer.echo(
+        f"sent {summary.sent}, delivered {summary.delivered}, gave up {summary.gave_up}, "
+        f"retried {summary.retried}; audio links {summary.links}, "
+        f"not fetched {summary.links_not_fetched}"
+    )
+
+
+@app.command("verify")
+def verify(
+    ledger: Annotated[str, typer.Option(help="The ledger `simulate` wrote.")] = (
+        "var/simulation/ledger.jsonl"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the topics to agree.")] = 60.0,
+    skip_calls: Annotated[bool, typer.Option(help="Skip the onoff.calls checks.")] = False,
+    skip_recordings: Annotated[bool, typer.Option(help="Skip onoff.recordings.")] = False,
+    skip_metrics: Annotated[bool, typer.Option(help="Skip onoff.user-call-metrics.")] = False,
+) -> None:
+    """Check every topic against a simulation's ledger; exit 1 on any mismatch."""
+    from pathlib import Path
+
+    from onoff_bridge.simulation import SimulationError
+    from onoff_bridge.simulation.ledger import read_ledger
+    from onoff_bridge.simulation.verify import Checks, run_verify
+
+    try:
+        entries = read_ledger(Path(ledger))
+    except SimulationError as exc:
+        raise _fail(exc) from exc
+    checks = Checks(calls=not skip_calls, recordings=not skip_recordings, metrics=not skip_metrics)
+    try:
+        report = run_verify(entries, BridgeSettings(), checks, timeout, say=_say)
+    except SimulationError as exc:
+        raise _fail(exc) from exc
+    for note in report.notes:
+        typer.echo(note)
+    for problem in report.problems:
+        typer.secho(f"MISMATCH {problem}", fg=typer.colors.RED)
+    verdict = "verify: OK" if report.ok else f"verify: {len(report.problems)} mismatch(es)"
+    typer.echo(verdict)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,81 @@
+"""verify's checks on records in memory: what agrees passes, and each kind of mismatch is named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from onoff_bridge.simulation.ledger import Ledger, open_ledger, read_ledger
+from onoff_bridge.simulation.readback import ReadRecord
+from onoff_bridge.simulation.traffic import Delivery, DeliveryKind
+from onoff_bridge.simulation.verify import Checks, TopicRecords, check
+from processors.merge import fold
+
+RECEIVED = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+BODIES = [
+    {"id": "c1", "eventName": "CDR", "onoffUserEmail": "a@x.test", "callStatus": "ANSWERED"},
+    {"id": "c1", "eventName": "CDR", "onoffUserEmail": "a@x.test", "callNotes": "more"},
+]
+CHECKS = Checks(recordings=False, metrics=False)
+
+
+def _ledger(tmp_path: Path) -> Ledger:
+    path = tmp_path / "ledger.jsonl"
+    with open_ledger(path) as ledger:
+        for seq, body in enumerate(BODIES):
+            delivery = Delivery(0, seq, DeliveryKind.CALL, "/v1/onoff/cdr", body)
+            ledger.event(delivery, orjson.dumps(body))
+            ledger.answer(delivery, 1, 200, None, False, 1.0)
+    return read_ledger(path)
+
+
+def _topics(ledger: Ledger) -> TopicRecords:
+    topics = TopicRecords()
+    call: dict[str, Any] | None = None
+    for offset, event in enumerate(ledger.events.values()):
+        raw = {
+            **event.body,
+            "callStarted": None,
+            "ingest": {"receivedAt": RECEIVED, "contentSha256": event.content_sha256},
+        }
+        topics.cdr_raw.append(ReadRecord("c1", raw, 0, offset))
+        _outcome, call = fold(call, raw)
+        topics.calls.append(ReadRecord("c1", call, 0, offset))
+    return topics
+
+
+def test_topics_that_agree_with_the_ledger_pass(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    report = check(ledger, _topics(ledger), CHECKS)
+    assert report.ok, report.problems
+
+
+def test_an_accepted_event_missing_from_the_raw_topic_is_named(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    topics = _topics(ledger)
+    del topics.cdr_raw[1]
+    report = check(ledger, topics, CHECKS)
+    assert any("seq 1" in p and "not in onoff.cdr.raw" in p for p in report.problems)
+
+
+def test_a_version_gap_and_a_differing_repeat_are_named(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    topics = _topics(ledger)
+    second = topics.calls[1].value
+    topics.calls[1] = ReadRecord("c1", {**second, "version": 3}, 0, 1)
+    topics.calls.append(ReadRecord("c1", {**topics.calls[0].value, "callNotes": "x"}, 0, 2))
+    problems = check(ledger, topics, CHECKS).problems
+    assert any("jumped from version 1 to 3" in p for p in problems), problems
+    assert any("version 1 repeated with other content" in p for p in problems), problems
+
+
+def test_a_final_state_that_is_not_the_merge_is_named(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    topics = _topics(ledger)
+    last = topics.calls[-1]
+    topics.calls[-1] = ReadRecord("c1", {**last.value, "callNotes": "other"}, 0, last.offset)
+    problems = check(ledger, topics, CHECKS).problems
+    assert any("differs from the merge" in p and "callNotes" in p for p in problems), problems
