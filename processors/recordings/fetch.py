@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from processors.recordings.errors import (
     RecordingExpiredError,
@@ -249,25 +250,46 @@ async def retrying(
     """Runs `operation` until it stops raising `TransientFetchError` or the deadline passes.
 
     Exponential backoff with "equal jitter" (half fixed, half random), so a
-    crowd of workers retrying the same server spreads out.
+    crowd of workers retrying the same server spreads out. The deadline counts
+    the coming wait: a retry that could only start after it is not made.
     """
     started = clock()
-    attempt = 0
-    while True:
-        try:
-            return await operation()
-        except TransientFetchError as exc:
-            attempt += 1
-            ceiling = min(
-                settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** (attempt - 1)
-            )
-            delay = ceiling / 2 + ceiling / 2 * jitter()
-            if clock() - started + delay > settings.retry_deadline_s:
-                raise RecordingFailedError(
-                    f"gave up after {attempt} attempt(s): {exc.reason}"
-                ) from exc
-            log.info(
-                "retrying a recording download",
-                extra={"attempt": attempt, "in_s": round(delay, 2), "error": exc.reason},
-            )
-            await sleep(delay)
+
+    def equal_jitter(state: RetryCallState) -> float:
+        growth: float = 2.0 ** (state.attempt_number - 1)
+        ceiling = min(settings.retry_max_delay_s, settings.retry_base_delay_s * growth)
+        return ceiling / 2 + ceiling / 2 * jitter()
+
+    def past_deadline(state: RetryCallState) -> bool:
+        return clock() - started + state.upcoming_sleep > settings.retry_deadline_s
+
+    def announce(state: RetryCallState) -> None:
+        log.info(
+            "retrying a recording download",
+            extra={
+                "attempt": state.attempt_number,
+                "in_s": round(state.upcoming_sleep, 2),
+                "error": _reason(state),
+            },
+        )
+
+    def give_up(state: RetryCallState) -> T:
+        error = state.outcome.exception() if state.outcome else None
+        raise RecordingFailedError(
+            f"gave up after {state.attempt_number} attempt(s): {_reason(state)}"
+        ) from error
+
+    retry = AsyncRetrying(
+        retry=retry_if_exception_type(TransientFetchError),
+        wait=equal_jitter,
+        stop=past_deadline,
+        sleep=sleep,
+        before_sleep=announce,
+        retry_error_callback=give_up,
+    )
+    return await retry(operation)
+
+
+def _reason(state: RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome else None
+    return error.reason if isinstance(error, TransientFetchError) else str(error)
