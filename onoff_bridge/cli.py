@@ -70,6 +70,39 @@ def schemas_register() -> None:
         typer.echo(f"{subject}  id {schema_id}")
 
 
+@schemas_app.command("check")
+def schemas_check(
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--registry",
+            help="Replay each schema's released versions on a fresh subject, or check the "
+            "schemas in use against what the registry's subjects hold now.",
+        ),
+    ] = False,
+) -> None:
+    """Check that the schemas evolve BACKWARD compatibly; exit 1 on a breaking change."""
+    from schemas import registry_client
+    from schemas.catalog import subjects_for
+    from schemas.evolution import check_against_registry, check_history, unrecorded_changes
+
+    settings = BridgeSettings()
+    client = registry_client(settings.schema_registry_url)
+    unrecorded = unrecorded_changes()
+    for name in unrecorded:
+        typer.echo(f"{name}: changed without a new file in schemas/avro/history/{name}/")
+    verdicts = (
+        check_history(client)
+        if history
+        else check_against_registry(client, subjects_for(settings.topics))
+    )
+    for verdict in verdicts:
+        state = "ok" if verdict.compatible else "BREAKING"
+        typer.echo(f"{verdict.name} {verdict.version}: {state} {verdict.detail}".rstrip())
+    if unrecorded or not all(verdict.compatible for verdict in verdicts):
+        raise typer.Exit(code=1)
+
+
 @app.command("ingress")
 def ingress(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
