@@ -19,8 +19,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,rocksdb,s3]'
 	@touch $@
 
+# The AsyncAPI parser that validates schemas/asyncapi.yaml in the tests (Node.js, npm).
+ASYNCAPI := tools/asyncapi/node_modules/.package-lock.json
+$(ASYNCAPI): tools/asyncapi/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found (install nodejs and npm)" >&2; exit 1; }
+	npm ci --prefix tools/asyncapi --no-audit --no-fund --silent
+	@touch $@
+
 .PHONY: install
-install: $(BIN)/.installed ## Create .venv and install the project with its dev tools
+install: $(BIN)/.installed $(ASYNCAPI) ## Create .venv and install the project with its dev tools
 
 .PHONY: run
 run: install ## Start Kafka, the registry, the ingress and the processors in the foreground (Ctrl-C stops all)

@@ -103,6 +103,25 @@ def schemas_check(
         raise typer.Exit(code=1)
 
 
+@schemas_app.command("asyncapi")
+def schemas_asyncapi(
+    output: Annotated[str, typer.Option(help="Where to write it; '-' for stdout.")] = (
+        "schemas/asyncapi.yaml"
+    ),
+) -> None:
+    """Write the AsyncAPI 3 document of the topics, generated from the code."""
+    from pathlib import Path
+
+    from onoff_bridge.asyncapi import render
+
+    text = render()
+    if output == "-":
+        typer.echo(text, nl=False)
+        return
+    Path(output).write_text(text)
+    _say(f"wrote {output}")
+
+
 @app.command("ingress")
 def ingress(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
