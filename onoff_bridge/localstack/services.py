@@ -126,7 +126,14 @@ class KafkaService:
 
 
 class RegistryService:
-    """Apicurio Registry, in-memory storage, serving the Confluent-compatible API."""
+    """Apicurio Registry on an H2 file under var/data/registry, serving the Confluent API.
+
+    The schemas must outlive a restart as the Kafka data does: records carry
+    only a schema id, and an in-memory registry restarted hands out the same
+    ids again for other schemas, so old records would decode wrongly or not at all.
+    WRITE_DELAY=0: H2 otherwise writes a commit up to half a second later, and a
+    registry killed in that window forgets a schema whose id is already in a record.
+    """
 
     name = "registry"
 
@@ -142,8 +149,12 @@ class RegistryService:
     def ccompat_url(self) -> str:
         return f"{self.endpoint()}/apis/ccompat/v7"
 
+    def database(self) -> Path:
+        return self._settings.data_dir / "registry" / "registry"
+
     def prepare(self) -> None:
         self._jar()
+        self.database().parent.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
         s = self._settings
@@ -152,6 +163,9 @@ class RegistryService:
             f"-Xmx{s.registry_heap}",
             f"-Dquarkus.http.host={s.host}",
             f"-Dquarkus.http.port={s.registry_port}",
+            "-Dapicurio.storage.kind=sql",
+            "-Dapicurio.storage.sql.kind=h2",
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.database().resolve()};DB_CLOSE_ON_EXIT=FALSE;WRITE_DELAY=0",
             "-Dquarkus.log.console.color=false",
             "-jar",
             str(self._jar().resolve()),
