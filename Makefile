@@ -85,6 +85,19 @@ bench-dedupe: install ## Benchmark one dedupe worker catching up (BENCH_DELIVERI
 bench-metrics: install ## Benchmark one metrics worker catching up (BENCH_DELIVERIES)
 	$(BIN)/python -m bench.metrics
 
+.PHONY: bench-latency
+bench-latency: install ## End-to-end latency, ingress 200 to onoff.calls and to the metrics (BENCH_RATE, BENCH_DURATION_S)
+	$(BIN)/python -m bench.latency
+
+.PHONY: bench-report
+bench-report: install ## Write docs/performance.md, its charts and the README's table from bench/results/
+	$(BIN)/python -m bench.report
+
+.PHONY: bench
+bench: bench-ingress bench-dedupe bench-metrics bench-latency ## Run every benchmark, then the report
+	BENCH_STORE=rocksdb $(BIN)/python -m bench.dedupe
+	$(BIN)/python -m bench.report
+
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and var/ (stop the stack first)
 	-$(BIN)/onoff-bridge stack down

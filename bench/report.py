@@ -1,0 +1,247 @@
+"""The performance report: the latest result of each benchmark as a table and two charts.
+
+Reads bench/results/*.json (the newest file of each benchmark and variant),
+writes docs/performance.md with the table, docs/images/latency.png (the
+end-to-end latency distribution) and docs/images/throughput.png (each part's
+rate against the ceiling measured in the same run), and rewrites the block
+between the markers in the README's performance section. Only measured
+figures appear; a benchmark that has no result yet says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+IMAGES = ROOT / "docs" / "images"
+PAGE = ROOT / "docs" / "performance.md"
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def latest(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    """The newest result per benchmark (and per store, for dedupe), by file name order."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for path in sorted(results.glob("*.json")):  # names end in a UTC time stamp
+        data = json.loads(path.read_text())
+        name = str(data.get("benchmark", path.stem))
+        if name == "dedupe":
+            name = f"dedupe-{data.get('store', 'memory')}"
+        if name == "recovery":
+            name = f"recovery-{data.get('processor', '?')}"
+        chosen[name] = data | {"_file": path.name}
+    return chosen
+
+
+def _when(data: dict[str, Any]) -> str:
+    cpu = data.get("machine", {}).get("cpu_model", "?")
+    return f"{str(data.get('date', ''))[:10]}, {cpu}"
+
+
+def _row(part: str, measured: str, against: str, date: str) -> str:
+    return f"| {part} | {measured} | {against} | {date} |"
+
+
+def rows(found: dict[str, dict[str, Any]]) -> list[str]:
+    out = ["| part | measured | against | date, CPU |", "| --- | --- | --- | --- |"]
+    if ingress := found.get("ingress"):
+        full = ingress["ingress"]
+        out.append(
+            _row(
+                "ingress (one process, wrk, 64 connections)",
+                f"{full['ok_per_s']:,.0f} req/s, p99 {full['latency_ms']['p99']} ms",
+                f"null endpoint {ingress['null_endpoint']['ok_per_s']:,.0f} req/s",
+                _when(ingress),
+            )
+        )
+    for store in ("memory", "rocksdb"):
+        if dedupe := found.get(f"dedupe-{store}"):
+            out.append(
+                _row(
+                    f"dedupe ({store} store, {dedupe['deliveries']:,} deliveries)",
+                    f"{dedupe['worker_events_per_s']:,.0f} events/s, "
+                    f"RSS {dedupe['worker_peak_rss_mb']:.0f} MB",
+                    f"plain consumer {dedupe['ceiling_plain_consumer_decode_per_s']:,.0f}/s",
+                    _when(dedupe),
+                )
+            )
+    if metrics := found.get("metrics"):
+        out.append(
+            _row(
+                f"metrics ({metrics['call_versions']:,} call versions)",
+                f"{metrics['worker_versions_per_s']:,.0f} versions/s, "
+                f"RSS {metrics['worker_peak_rss_mb']:.0f} MB",
+                f"plain consumer {metrics['ceiling_plain_consumer_decode_per_s']:,.0f}/s",
+                _when(metrics),
+            )
+        )
+    for name, data in sorted(found.items()):
+        if name.startswith("recovery-"):
+            out.append(
+                _row(
+                    f"{data['processor']} restart ({data['records']:,} changelog records)",
+                    f"{data['records_per_s']:,.0f} records/s, "
+                    f"ready in {data['seconds_to_ready']} s",
+                    "goal ≥ 10,000 records/s, ready < 30 s",
+                    _when(data),
+                )
+            )
+    if latency := found.get("latency"):
+        calls, metrics_ms = latency["to_calls_ms"], latency["to_metrics_ms"]
+        out.append(
+            _row(
+                f"end to end at {latency['rate_per_s']:g} calls/s: 200 → onoff.calls",
+                f"p50 {calls['p50']} ms, p95 {calls['p95']} ms, p99 {calls['p99']} ms",
+                "goal p99 ≤ 1,000 ms",
+                _when(latency),
+            )
+        )
+        out.append(
+            _row(
+                f"end to end at {latency['rate_per_s']:g} calls/s: 200 → metrics",
+                f"p50 {metrics_ms['p50']} ms, p95 {metrics_ms['p95']} ms, "
+                f"p99 {metrics_ms['p99']} ms",
+                "goal p99 ≤ 2,000 ms",
+                _when(latency),
+            )
+        )
+    if len(out) == 2:
+        out.append("| (no results yet: run `make bench`) | | | |")
+    return out
+
+
+def latency_chart(latency: dict[str, Any], target: Path) -> bool:
+    calls = latency.get("to_calls_distribution_ms") or []
+    metrics = latency.get("to_metrics_distribution_ms") or []
+    if not calls:
+        return False
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
+    shares = [i / (len(calls) - 1) * 100 for i in range(len(calls))]
+    axis.plot(calls, shares, label="200 → onoff.calls")
+    if metrics:
+        axis.plot(
+            metrics,
+            [i / (len(metrics) - 1) * 100 for i in range(len(metrics))],
+            label="200 → metrics",
+        )
+    axis.axhline(99, color="grey", linewidth=0.6, linestyle=":")
+    axis.set_xscale("log")
+    axis.set_xlabel("latency (ms, log scale)")
+    axis.set_ylabel("share of calls (%)")
+    axis.set_title(
+        f"End-to-end latency at {latency['rate_per_s']:g} calls/s ({latency['date'][:10]})"
+    )
+    axis.legend()
+    axis.grid(True, which="both", linewidth=0.3)
+    figure.tight_layout()
+    figure.savefig(target)
+    plt.close(figure)
+    return True
+
+
+def _throughputs(found: dict[str, dict[str, Any]]) -> Iterable[tuple[str, float, float]]:
+    if ingress := found.get("ingress"):
+        yield "ingress", ingress["ingress"]["ok_per_s"], ingress["null_endpoint"]["ok_per_s"]
+    for store in ("memory", "rocksdb"):
+        if dedupe := found.get(f"dedupe-{store}"):
+            yield (
+                f"dedupe ({store})",
+                dedupe["worker_events_per_s"],
+                dedupe["ceiling_plain_consumer_decode_per_s"],
+            )
+    if metrics := found.get("metrics"):
+        yield (
+            "metrics",
+            metrics["worker_versions_per_s"],
+            metrics["ceiling_plain_consumer_decode_per_s"],
+        )
+
+
+def throughput_chart(found: dict[str, dict[str, Any]], target: Path) -> bool:
+    bars = list(_throughputs(found))
+    if not bars:
+        return False
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
+    names = [name for name, _, _ in bars]
+    positions = range(len(bars))
+    axis.barh(
+        [p + 0.2 for p in positions],
+        [c for _, _, c in bars],
+        height=0.4,
+        label="ceiling",
+        color="#c8c8c8",
+    )
+    axis.barh(
+        [p - 0.2 for p in positions],
+        [r for _, r, _ in bars],
+        height=0.4,
+        label="measured",
+        color="#3a7bd5",
+    )
+    axis.set_yticks(list(positions), names)
+    axis.set_xscale("log")
+    axis.set_xlabel("per second (log scale)")
+    axis.set_title("Throughput of each part against its ceiling, same run")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(target)
+    plt.close(figure)
+    return True
+
+
+def machine_line(found: dict[str, dict[str, Any]]) -> str:
+    for data in found.values():
+        if machine := data.get("machine"):
+            return (
+                f"{machine['cpus']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, "
+                f"Python {machine['python']}; {machine['note']}."
+            )
+    return ""
+
+
+def main() -> None:
+    found = latest()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    table = "\n".join(rows(found))
+    pictures = []
+    if (latency := found.get("latency")) and latency_chart(latency, IMAGES / "latency.png"):
+        pictures.append("![End-to-end latency](images/latency.png)")
+    if throughput_chart(found, IMAGES / "throughput.png"):
+        pictures.append("![Throughput against ceilings](images/throughput.png)")
+    sources = ", ".join(f"`{d['_file']}`" for d in found.values())
+    page = "\n\n".join(
+        [
+            "# Performance\n\n[← README](../README.md)",
+            "Generated by `make bench` (`bench/report.py`) from the newest result of each "
+            "benchmark in `bench/results/`. Machine: " + (machine_line(found) or "not recorded"),
+            table,
+            *pictures,
+            f"Sources: {sources or 'none yet'}. "
+            "How each is measured: [benchmarks.md](benchmarks.md).",
+        ]
+    )
+    PAGE.write_text(page + "\n")
+    block = "\n".join(
+        [START, table, "", *[p.replace("images/", "docs/images/") + "\n" for p in pictures], END]
+    )
+    readme = README.read_text()
+    if START in readme and END in readme:
+        head, rest = readme.split(START, 1)
+        README.write_text(head + block + rest.split(END, 1)[1])
+    print(table)
+    print(
+        f"wrote {PAGE.relative_to(ROOT)} and {len(pictures)} chart(s) in {IMAGES.relative_to(ROOT)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
