@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from processors.app import build_app
+from processors.preflight import check_worker
 from processors.settings import ProcessorSettings
 
 
@@ -21,7 +22,12 @@ def run_worker(
     names: Sequence[str],
     logging_config: Mapping[str, Any] | None = None,
 ) -> None:
-    """`logging_config` (a dictConfig) replaces Faust's own log format, e.g. with JSON lines."""
+    """`logging_config` (a dictConfig) replaces Faust's own log format, e.g. with JSON lines.
+
+    Raises a `schemas.SchemaError` before anything starts when Kafka or the registry
+    refuse the credentials or a topic is missing or misconfigured.
+    """
+    check_worker(settings, names)
     app = build_app(settings, names)
     worker = faust.Worker(
         app,
