@@ -27,9 +27,27 @@ def _fail(exc: Exception | str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+_SECURE = typer.Option(
+    "--secure",
+    help="The 3-broker SASL_SSL cluster and the registry with basic auth (var/secure/).",
+)
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(secure: Annotated[bool, _SECURE] = False) -> None:
     """Fetch (first time) and start Kafka and the registry; write var/stack.env."""
+    if secure:
+        from onoff_bridge.localstack.secure import SecureStack, SecureStackSettings
+
+        secure_settings = SecureStackSettings()
+        try:
+            found, _ = SecureStack(secure_settings, _say).up()
+        except StackError as exc:
+            raise _fail(exc) from exc
+        typer.echo(f"kafka     {found.kafka_bootstrap_servers} (SASL_SSL, SCRAM-SHA-512)")
+        typer.echo(f"registry  {found.schema_registry_url} (basic auth)")
+        typer.echo(f"env       source {secure_settings.home / 'stack.env'}  (holds the passwords)")
+        return
     settings = StackSettings()
     try:
         endpoints, _ = LocalStack(settings, _say).up()
@@ -41,15 +59,26 @@ def stack_up() -> None:
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(secure: Annotated[bool, _SECURE] = False) -> None:
     """Stop every process `stack up` started."""
-    stopped = LocalStack(StackSettings(), _say).down()
+    if secure:
+        from onoff_bridge.localstack.secure import SecureStack, SecureStackSettings
+
+        stopped = SecureStack(SecureStackSettings(), _say).down()
+    else:
+        stopped = LocalStack(StackSettings(), _say).down()
     typer.echo("stopped " + ", ".join(stopped) if stopped else "nothing was running")
 
 
 @stack_app.command("status")
-def stack_status() -> None:
+def stack_status(secure: Annotated[bool, _SECURE] = False) -> None:
     """Show each service, its pid and whether it answers."""
+    if secure:
+        from onoff_bridge.localstack.secure import SecureStack, SecureStackSettings
+
+        for name, pid in SecureStack(SecureStackSettings(), _say).status():
+            typer.echo(f"{name:15} {f'running (pid {pid})' if pid else 'stopped'}")
+        return
     for status in LocalStack(StackSettings(), _say).status():
         state = f"running (pid {status.pid})" if status.pid else "stopped"
         answers = "answers" if status.ready else "no answer"
@@ -94,7 +123,7 @@ def ingress(
     try:
         check_connections(settings)
     except SchemaError as exc:
-        raise _fail(exc) from exc
+        raise _fail(f"ingress refuses to start: {exc}") from exc
     where = f"http://{settings.host}:{settings.port}"
     _say(f"ingress listening on {where} ({settings.workers} worker(s))")
     serve(settings)
@@ -135,11 +164,12 @@ def worker(
             for each in names:
                 check_worker(settings, [each])
             raise typer.Exit(code=run_each(settings, names, _say))
-        where = f"http://{settings.web_host}:{settings.web_port}"
-        _say(f"worker {name}: health and metrics on {where}/healthz, /metrics")
-        run_worker(settings, names, logging_config(settings.log_level, settings.log_json))
+        check_worker(settings, names)
     except SchemaError as exc:
         raise _fail(f"worker {name} refuses to start: {exc}") from exc
+    where = f"http://{settings.web_host}:{settings.web_port}"
+    _say(f"worker {name}: health and metrics on {where}/healthz, /metrics")
+    run_worker(settings, names, logging_config(settings.log_level, settings.log_json))
 
 
 @topics_app.command("apply")

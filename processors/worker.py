@@ -13,7 +13,6 @@ from typing import Any
 import faust
 
 from processors.app import build_app
-from processors.preflight import check_worker
 from processors.settings import ProcessorSettings
 
 
@@ -24,10 +23,8 @@ def run_worker(
 ) -> None:
     """`logging_config` (a dictConfig) replaces Faust's own log format, e.g. with JSON lines.
 
-    Raises a `schemas.SchemaError` before anything starts when Kafka or the registry
-    refuse the credentials or a topic is missing or misconfigured.
+    The entry point runs `processors.preflight.check_worker` first.
     """
-    check_worker(settings, names)
     app = build_app(settings, names)
     worker = faust.Worker(
         app,

@@ -9,6 +9,7 @@ never a secret.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -26,6 +27,11 @@ from schemas.errors import (
     RegistryUnavailableError,
 )
 
+# librdkafka logs each failed attempt itself; the one line raised here says it all.
+_QUIET = logging.getLogger("schemas.preflight.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
 # librdkafka's codes for a refused login or a failed TLS handshake.
 _AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
 
@@ -37,7 +43,7 @@ def check_kafka(config: Mapping[str, str], timeout_s: float) -> int:
     `KafkaUnavailableError` when none answered within `timeout_s`.
     """
     errors: list[KafkaError] = []
-    client_config: dict[str, Any] = {**config, "error_cb": errors.append, "log_level": 0}
+    client_config: dict[str, Any] = {**config, "error_cb": errors.append, "logger": _QUIET}
     admin = AdminClient(client_config)
     where = config.get("bootstrap.servers", "?")
     protocol = config.get("security.protocol", "PLAINTEXT")
