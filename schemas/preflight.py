@@ -10,6 +10,7 @@ never a secret.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -77,7 +78,9 @@ def check_kafka(config: Mapping[str, str], timeout_s: float) -> int:
 
 def check_registry(connection: RegistryConnection, timeout_s: float) -> None:
     """Lists the registry's subjects with the connection's credentials."""
-    verify: str | bool = str(connection.ca_location) if connection.ca_location else True
+    verify: ssl.SSLContext | bool = True
+    if connection.ca_location is not None:
+        verify = ssl.create_default_context(cafile=str(connection.ca_location))
     url = connection.url.rstrip("/") + "/subjects"
     try:
         response = httpx.get(url, auth=connection.httpx_auth(), verify=verify, timeout=timeout_s)

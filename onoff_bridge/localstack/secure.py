@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -384,7 +385,7 @@ class SecureStack:
             response = httpx.get(
                 f"{endpoints.schema_registry_url}/subjects",
                 auth=(endpoints.registry_user, endpoints.registry_password.get_secret_value()),
-                verify=str(endpoints.ca_location),
+                verify=ssl.create_default_context(cafile=str(endpoints.ca_location)),
                 timeout=3,
             )
         except httpx.HTTPError:
