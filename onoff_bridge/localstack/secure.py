@@ -162,8 +162,7 @@ class SecureStack:
             for n in brokers:
                 self._prepare_broker(n, java, libs, tls, secrets_, cluster_id)
             for n in brokers:
-                pid = self.process(f"kafka-{n}").start(self.broker_command(n, java, libs))
-                self._progress(f"kafka-{n}: starting (pid {pid})")
+                self.start_broker(n, java, libs)
                 started.append(f"kafka-{n}")
         endpoints = self.endpoints()
         self._wait("kafka", lambda: self._kafka_ready(endpoints), self.broker_names())
@@ -188,6 +187,19 @@ class SecureStack:
     def status(self) -> list[tuple[str, int | None]]:
         names = [*self.broker_names(), "registry", "registry-proxy"]
         return [(name, self.process(name).pid()) for name in names]
+
+    def start_broker(self, n: int, java: str | None = None, libs: Path | None = None) -> int:
+        """Starts broker n (already formatted by `up`); the tests use it after a kill."""
+        java = java or find_java(self._s.java)
+        libs = libs or self._s.dist_dir / "kafka" / "libs"
+        pid = self.process(f"kafka-{n}").start(self.broker_command(n, java, libs))
+        self._progress(f"kafka-{n}: starting (pid {pid})")
+        return pid
+
+    def wait_brokers(self) -> None:
+        """Until every broker is back in the cluster's metadata."""
+        endpoints = self.endpoints()
+        self._wait("kafka", lambda: self._kafka_ready(endpoints), self.broker_names())
 
     def broker_command(self, n: int, java: str, libs: Path) -> list[str]:
         heap = self._s.kafka_heap
