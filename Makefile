@@ -34,8 +34,12 @@ run: install ## Start Kafka, the registry, the ingress and the processors in the
 	$(BIN)/onoff-bridge run
 
 .PHONY: test
-test: install lint typecheck ## Lint, type-check, then run every test (starts the local stack when needed)
+test: install lint typecheck ## Lint, type-check, then run every test (starts the local stack and the secured cluster when needed)
 	$(BIN)/pytest -v
+
+.PHONY: test-cluster
+test-cluster: install ## Run the cluster tests only (starts the secured 3-broker SASL_SSL cluster)
+	$(BIN)/pytest -v -m cluster tests/cluster
 
 .PHONY: unit
 unit: install ## Run the unit tests only (no I/O)
@@ -67,6 +71,14 @@ stack-up: install ## Start the local Kafka and registry (no Docker) and write va
 .PHONY: stack-down
 stack-down: install ## Stop the local Kafka and registry
 	$(BIN)/onoff-bridge stack down
+
+.PHONY: stack-up-secure
+stack-up-secure: install ## Start the secured cluster: 3 SASL_SSL brokers and a registry with basic auth
+	$(BIN)/onoff-bridge stack up --secure
+
+.PHONY: stack-down-secure
+stack-down-secure: install ## Stop the secured cluster
+	$(BIN)/onoff-bridge stack down --secure
 
 .PHONY: stack-status
 stack-status: install ## Show what the local stack runs and where

@@ -56,12 +56,28 @@ def topics_env(topics: TopicNames) -> dict[str, str]:
 def worker_env(
     endpoints: StackEndpoints, topics: TopicNames, web_port: int, name: str, **extra: str
 ) -> dict[str, str]:
-    """The environment of a benchmarked worker: its own group, port and state directory."""
+    """The environment of a benchmarked worker: its own group, port and state directory.
+
+    Also creates the topics Faust keeps of its own for that group: workers never do.
+    """
+    from processors.settings import ProcessorSettings
+    from processors.topology import processor_topics
+    from schemas.topics import topic_partitions
+
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    config = {"bootstrap.servers": endpoints.kafka_bootstrap_servers}
+    settings = ProcessorSettings(
+        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
+        topics=topics,
+        app_id_prefix=prefix,
+        topic_partitions=topic_partitions(config, topics.calls),
+    )
+    ensure_topics(config, processor_topics(settings, [name]))
     return {
         **os.environ,
         "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
         "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,
-        "ONOFF_BRIDGE_APP_ID_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+        "ONOFF_BRIDGE_APP_ID_PREFIX": prefix,
         "ONOFF_BRIDGE_WEB_PORT": str(web_port),
         "ONOFF_BRIDGE_LOG_LEVEL": "WARNING",
         "ONOFF_BRIDGE_DATA_DIR": tempfile.mkdtemp(prefix=f"bench-{name}-"),

@@ -14,8 +14,9 @@ from ingress.metrics import IngressMetrics
 from ingress.publisher import KafkaPublisher, producer_config
 from ingress.settings import IngressSettings
 from ingress.webhooks import CALL_FIELDS, SMS_FIELDS
-from onoff_bridge.settings import TopicNames
 from schemas import AvroCodec, RegistryUnavailableError, SchemaName, register_all, registry_client
+from schemas.preflight import check_kafka, check_registry
+from schemas.settings import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,22 @@ class SchemaRegistration:
             return True
 
 
+def check_connections(settings: IngressSettings) -> None:
+    """Kafka and the registry accept the ingress's credentials; else a `SchemaError` says why.
+
+    Run once before serving, so a wrong password is one line at start-up, not a
+    /readyz that never turns green.
+    """
+    check_kafka(settings.kafka_config(), settings.connect_timeout_s)
+    check_registry(settings.registry_connection(), settings.connect_timeout_s)
+
+
 def build_app(settings: IngressSettings) -> Starlette:
     topics = settings.topics
-    registry = registry_client(settings.schema_registry_url)
+    registry = registry_client(settings.registry_connection())
     publisher = KafkaPublisher(
         producer_config(
-            settings.kafka_bootstrap_servers,
+            settings.kafka_config(),
             settings.message_timeout_ms,
             linger_ms=settings.producer_linger_ms,
             compression=settings.producer_compression,

@@ -35,15 +35,19 @@ _Report = tuple["asyncio.Future[DeliveryReceipt]", KafkaError | None, Message]
 
 
 def producer_config(
-    bootstrap_servers: str,
+    connection: str | Mapping[str, str],
     message_timeout_ms: int,
     linger_ms: int = 5,
     compression: str = "lz4",
     queue_max_messages: int = 100_000,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`connection`: the librdkafka settings of `BridgeSettings.kafka_config()` (TLS, SASL),
+    or bare bootstrap servers for a plaintext broker."""
+    if isinstance(connection, str):
+        connection = {"bootstrap.servers": connection}
     return {
-        "bootstrap.servers": bootstrap_servers,
+        **connection,
         # librdkafka's default is off; idempotence implies acks=all and ordered retries.
         "enable.idempotence": True,
         "acks": "all",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from onoff_bridge.settings import BridgeSettings
+from schemas.settings import BridgeSettings
 
 
 class IngressSettings(BridgeSettings):
@@ -25,7 +25,8 @@ class IngressSettings(BridgeSettings):
     producer_linger_ms: int = 5
     producer_compression: str = "lz4"
     producer_queue_max_messages: int = 100_000
-    # Extra librdkafka properties, e.g. security settings for a managed cluster.
+    # Extra librdkafka properties for the producer alone; the connection's own
+    # (TLS, SASL) come from ONOFF_BRIDGE_KAFKA__* like every other client's.
     producer_config: dict[str, str] = {}
 
     host: str = "127.0.0.1"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from onoff_bridge.localstack import LocalStack, StackError, StackSettings
-from onoff_bridge.settings import BridgeSettings
+from schemas.settings import BridgeSettings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="The local Kafka and registry (no Docker).")
@@ -27,9 +27,27 @@ def _fail(exc: Exception | str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+_SECURE = typer.Option(
+    "--secure",
+    help="The 3-broker SASL_SSL cluster and the registry with basic auth (var/secure/).",
+)
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(secure: Annotated[bool, _SECURE] = False) -> None:
     """Fetch (first time) and start Kafka and the registry; write var/stack.env."""
+    if secure:
+        from onoff_bridge.localstack.secure import SecureStack, SecureStackSettings
+
+        secure_settings = SecureStackSettings()
+        try:
+            found, _ = SecureStack(secure_settings, _say).up()
+        except StackError as exc:
+            raise _fail(exc) from exc
+        typer.echo(f"kafka     {found.kafka_bootstrap_servers} (SASL_SSL, SCRAM-SHA-512)")
+        typer.echo(f"registry  {found.schema_registry_url} (basic auth)")
+        typer.echo(f"env       source {secure_settings.home / 'stack.env'}  (holds the passwords)")
+        return
     settings = StackSettings()
     try:
         endpoints, _ = LocalStack(settings, _say).up()
@@ -41,15 +59,26 @@ def stack_up() -> None:
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(secure: Annotated[bool, _SECURE] = False) -> None:
     """Stop every process `stack up` started."""
-    stopped = LocalStack(StackSettings(), _say).down()
+    if secure:
+        from onoff_bridge.localstack.secure import SecureStack, SecureStackSettings
+
+        stopped = SecureStack(SecureStackSettings(), _say).down()
+    else:
+        stopped = LocalStack(StackSettings(), _say).down()
     typer.echo("stopped " + ", ".join(stopped) if stopped else "nothing was running")
 
 
 @stack_app.command("status")
-def stack_status() -> None:
+def stack_status(secure: Annotated[bool, _SECURE] = False) -> None:
     """Show each service, its pid and whether it answers."""
+    if secure:
+        from onoff_bridge.localstack.secure import SecureStack, SecureStackSettings
+
+        for name, pid in SecureStack(SecureStackSettings(), _say).status():
+            typer.echo(f"{name:15} {f'running (pid {pid})' if pid else 'stopped'}")
+        return
     for status in LocalStack(StackSettings(), _say).status():
         state = f"running (pid {status.pid})" if status.pid else "stopped"
         answers = "answers" if status.ready else "no answer"
@@ -63,7 +92,7 @@ def schemas_register() -> None:
 
     settings = BridgeSettings()
     try:
-        ids = register_all(registry_client(settings.schema_registry_url), settings.topics)
+        ids = register_all(registry_client(settings.registry_connection()), settings.topics)
     except RegistryUnavailableError as exc:
         raise _fail(exc) from exc
     for subject, schema_id in ids.items():
@@ -131,8 +160,10 @@ def ingress(
     """Serve the webhook ingress (settings from ONOFF_BRIDGE_* variables)."""
     from pydantic import ValidationError
 
+    from ingress.bootstrap import check_connections
     from ingress.server import serve
     from ingress.settings import IngressSettings
+    from schemas import SchemaError
 
     overrides = {"host": host, "port": port, "workers": workers}
     try:
@@ -141,6 +172,10 @@ def ingress(
         )
     except ValidationError as exc:
         raise _fail(_first_message(exc)) from exc
+    try:
+        check_connections(settings)
+    except SchemaError as exc:
+        raise _fail(f"ingress refuses to start: {exc}") from exc
     where = f"http://{settings.host}:{settings.port}"
     _say(f"ingress listening on {where} ({settings.workers} worker(s))")
     serve(settings)
@@ -154,46 +189,99 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="Port of /healthz and /metrics.")] = None,
 ) -> None:
     """Run stream processors (settings from ONOFF_BRIDGE_* variables)."""
+    from pydantic import ValidationError
+
     from onoff_bridge.logs import logging_config
     from onoff_bridge.workers import run_each
     from processors.app import PROCESSORS
+    from processors.preflight import check_worker
     from processors.settings import ProcessorSettings
     from processors.worker import run_worker
+    from schemas import SchemaError
 
     names = list(PROCESSORS) if name == "all" else [name]
     if not set(names) <= set(PROCESSORS):
         choices = ", ".join(PROCESSORS)
         raise _fail(f"unknown processor {name!r}; choose from {choices} or all")
-    settings = ProcessorSettings()
+    try:
+        settings = ProcessorSettings()
+    except ValidationError as exc:
+        raise _fail(_first_message(exc)) from exc
     if web_port is not None:
         settings = settings.model_copy(update={"web_port": web_port})
-    if len(names) > 1:
-        raise typer.Exit(code=run_each(settings, names, _say))
+    try:
+        if len(names) > 1:
+            # Checked once here, so a wrong password is one line, not a child per
+            # processor failing and being restarted.
+            for each in names:
+                check_worker(settings, [each])
+            raise typer.Exit(code=run_each(settings, names, _say))
+        check_worker(settings, names)
+    except SchemaError as exc:
+        raise _fail(f"worker {name} refuses to start: {exc}") from exc
     where = f"http://{settings.web_host}:{settings.web_port}"
     _say(f"worker {name}: health and metrics on {where}/healthz, /metrics")
     run_worker(settings, names, logging_config(settings.log_level, settings.log_json))
 
 
-@topics_app.command("create")
-def topics_create(
-    partitions: Annotated[int, typer.Option(help="Partitions of the keyed topics.")] = 6,
-    replication_factor: Annotated[int, typer.Option(help="Replicas of each topic.")] = 1,
+@topics_app.command("apply")
+def topics_apply(
+    partitions: Annotated[
+        int | None,
+        typer.Option(help="Partitions of the keyed topics [ONOFF_BRIDGE_TOPIC_PARTITIONS]."),
+    ] = None,
+    replication_factor: Annotated[
+        int | None,
+        typer.Option(help="Replicas of each topic [ONOFF_BRIDGE_TOPIC_REPLICATION_FACTOR]."),
+    ] = None,
+    min_insync_replicas: Annotated[
+        int | None,
+        typer.Option(help="min.insync.replicas [ONOFF_BRIDGE_TOPIC_MIN_INSYNC_REPLICAS]."),
+    ] = None,
 ) -> None:
-    """Create the design's topics that do not exist yet (idempotent)."""
+    """Create or update every topic, Faust's own included; report drift it cannot fix.
+
+    Idempotent. Exits 2 when a topic differs in a way it must not change (cleanup
+    policy, partition count, replication factor).
+    """
     from confluent_kafka import KafkaException
+    from pydantic import ValidationError
 
-    from onoff_bridge.topics import ensure_topics, topic_specs
+    from onoff_bridge.topics import apply_topics
+    from processors.settings import ProcessorSettings
+    from processors.topology import all_topics
+    from schemas import SchemaError
+    from schemas.preflight import check_kafka
 
-    settings = BridgeSettings()
+    overrides: dict[str, Any] = {
+        "topic_partitions": partitions,
+        "topic_replication_factor": replication_factor,
+        "topic_min_insync_replicas": min_insync_replicas,
+    }
     try:
-        created = ensure_topics(
-            settings.kafka_bootstrap_servers,
-            topic_specs(settings.topics, partitions),
-            replication_factor,
-        )
-    except KafkaException as exc:
+        settings = ProcessorSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise _fail(_first_message(exc)) from exc
+    config = settings.kafka_config()
+    try:
+        check_kafka(config, settings.connect_timeout_s)
+        report = apply_topics(config, all_topics(settings))
+    except (SchemaError, KafkaException) as exc:
         raise _fail(exc) from exc
-    typer.echo("created " + ", ".join(created) if created else "all topics exist")
+    for name in report.created:
+        typer.echo(f"created    {name}")
+    for change in report.changed:
+        typer.echo(f"changed    {change}")
+    for line in report.drift:
+        typer.secho(f"DRIFT      {line}", fg=typer.colors.YELLOW)
+    if not (report.created or report.changed):
+        typer.echo(f"no change ({len(report.unchanged) + len(report.drift)} topics checked)")
+    if report.drift:
+        raise typer.Exit(code=2)
+
+
+# The name the Kubernetes manifests' init containers used before `apply`.
+topics_app.command("create", help="Alias of `topics apply`.")(topics_apply)
 
 
 def _first_message(exc: Exception) -> str:

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onoff_bridge.localstack import LocalStack, ServiceStartError, StackSettings
-from onoff_bridge.settings import BridgeSettings
 from onoff_bridge.supervisor import ChildSpec, ChildStartError, Supervisor
-from onoff_bridge.topics import ensure_topics, topic_specs
+from onoff_bridge.topics import ensure_topics
+from processors.settings import ProcessorSettings
+from processors.topology import all_topics
 
 Say = Callable[[str], None]
 
@@ -54,8 +55,11 @@ def run_everything(
     supervisor: Supervisor | None = None
     try:
         endpoints, started = stack.up()
-        bridge = BridgeSettings()
-        created = ensure_topics(endpoints.kafka_bootstrap_servers, topic_specs(bridge.topics, 3))
+        # Every topic, Faust's own included: the workers never create one.
+        bridge = ProcessorSettings(
+            kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers, topic_partitions=3
+        )
+        created = ensure_topics(bridge.kafka_config(), all_topics(bridge))
         if created:
             say("created topics " + ", ".join(created))
         api_key = development_api_key(settings.home)

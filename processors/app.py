@@ -19,8 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processors import faust_fixes
 from processors.context import Installer, ProcessorContext
 from processors.deadletter import DeadLetters
+from processors.preflight import broker_credentials
 from processors.progress import ProgressTracker
 from processors.settings import ProcessorSettings
+from processors.topology import app_id as build_app_id
 from schemas import AvroCodec, SchemaName, register_all, registry_client
 
 # name -> "module:function" of each processor's installer, imported only when asked for.
@@ -35,11 +37,16 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     unknown = set(names) - set(PROCESSORS)
     if unknown:
         raise ValueError(f"unknown processor(s): {', '.join(sorted(unknown))}")
-    app_id = f"{settings.app_id_prefix}-{'-'.join(names)}"
+    app_id = build_app_id(settings, names)
     faust_fixes.apply()
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker_credentials=broker_credentials(settings.kafka),
+        # Topics are made by `onoff-bridge topics apply` (processors.topology); a worker
+        # that declared its own would get Faust's defaults: RF 1, delete policy.
+        topic_allow_declare=False,
+        topic_replication_factor=settings.topic_replication_factor,
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir / app_id),
         processing_guarantee="at_least_once",
@@ -55,7 +62,7 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
         web_in_thread=False,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = registry_client(settings.schema_registry_url)
+    registry = registry_client(settings.registry_connection())
     topics = settings.topics
     progress = ProgressTracker(settings.stall_timeout_s, _highwater(app), _committed(app))
     context = ProcessorContext(

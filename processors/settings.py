@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from onoff_bridge.settings import BridgeSettings
 from processors.metrics.settings import MetricsSettings
 from processors.recordings.settings import RecordingSettings
+from schemas.settings import BridgeSettings
 
 
 class ProcessorSettings(BridgeSettings):

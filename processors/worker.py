@@ -21,7 +21,10 @@ def run_worker(
     names: Sequence[str],
     logging_config: Mapping[str, Any] | None = None,
 ) -> None:
-    """`logging_config` (a dictConfig) replaces Faust's own log format, e.g. with JSON lines."""
+    """`logging_config` (a dictConfig) replaces Faust's own log format, e.g. with JSON lines.
+
+    The entry point runs `processors.preflight.check_worker` first.
+    """
     app = build_app(settings, names)
     worker = faust.Worker(
         app,

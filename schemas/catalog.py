@@ -6,7 +6,7 @@ import enum
 from functools import cache
 from importlib import resources
 
-from onoff_bridge.settings import TopicNames
+from schemas.settings import TopicNames
 
 
 class SchemaName(enum.StrEnum):

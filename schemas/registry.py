@@ -9,16 +9,20 @@ import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from onoff_bridge.settings import TopicNames
 from schemas.catalog import load_schema, subjects_for
-from schemas.errors import RegistryUnavailableError
+from schemas.connection import RegistryConnection
+from schemas.errors import RegistryAuthenticationError, RegistryUnavailableError
+from schemas.settings import TopicNames
 
 COMPATIBILITY = "BACKWARD"
 CONFLICT_ATTEMPTS = 5
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url})
+def registry_client(connection: RegistryConnection | str) -> SchemaRegistryClient:
+    """The Confluent client, with the connection's basic auth and CA (a bare URL: neither)."""
+    if isinstance(connection, str):
+        connection = RegistryConnection(url=connection)
+    return SchemaRegistryClient(connection.client_config())
 
 
 def register_all(client: SchemaRegistryClient, topics: TopicNames) -> dict[str, int]:
@@ -43,6 +47,11 @@ def _register(client: SchemaRegistryClient, subject: str, schema: Schema) -> int
             client.set_compatibility(subject_name=subject, level=COMPATIBILITY)
             return int(client.register_schema(subject, schema))
         except SchemaRegistryError as exc:
+            if exc.http_status_code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+                raise RegistryAuthenticationError(
+                    f"the registry refused the credentials registering {subject}"
+                    f" (HTTP {exc.http_status_code})"
+                ) from exc
             if exc.http_status_code != HTTPStatus.CONFLICT or attempt == CONFLICT_ATTEMPTS:
                 raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
         except (httpx.HTTPError, OSError) as exc:

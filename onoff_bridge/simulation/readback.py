@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +24,16 @@ class ReadRecord:
 class TopicReader:
     """Assigned to every partition of one topic; each `drain` adds what arrived since the last."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, codec: AvroCodec) -> None:
+    def __init__(self, connection: str | Mapping[str, str], topic: str, codec: AvroCodec) -> None:
+        """`connection`: `BridgeSettings.kafka_config()`, or bare bootstrap servers."""
+        if isinstance(connection, str):
+            connection = {"bootstrap.servers": connection}
         self.topic = topic
         self.records: list[ReadRecord] = []
         self._codec = codec
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **connection,
                 "group.id": f"onoff-bridge-verify-{uuid.uuid4().hex[:10]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

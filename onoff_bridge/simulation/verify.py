@@ -244,7 +244,7 @@ def run_verify(
     """Reads the topics to their ends and checks; again every `poll_s` until all agree."""
     from schemas import AvroCodec, SchemaName, registry_client
 
-    registry = registry_client(settings.schema_registry_url)
+    registry = registry_client(settings.registry_connection())
     names = settings.topics
     wanted = {
         "cdr_raw": (SchemaName.CALL_EVENT, names.cdr_raw, True),
@@ -258,9 +258,7 @@ def run_verify(
         "metrics": (SchemaName.USER_CALL_METRICS, names.user_call_metrics, checks.metrics),
     }
     readers = {
-        attr: TopicReader(
-            settings.kafka_bootstrap_servers, topic, AvroCodec(registry, schema, topic)
-        )
+        attr: TopicReader(settings.kafka_config(), topic, AvroCodec(registry, schema, topic))
         for attr, (schema, topic, needed) in wanted.items()
         if needed
     }

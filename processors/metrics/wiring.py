@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from onoff_bridge.topics import topic_partitions
 from processors.codecs import register_avro
 from processors.context import ProcessorContext
 from processors.metrics.api import PATH, metrics_view
 from processors.metrics.processor import MetricsProcessor
 from schemas import AvroCodec, SchemaName
+from schemas.topics import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def install(context: ProcessorContext) -> None:
         settings,
         calls_topic=topics.calls,
         # Faust requires the calls table's changelog to match its source topic's partitions.
-        calls_partitions=topic_partitions(context.settings.kafka_bootstrap_servers, topics.calls),
+        calls_partitions=topic_partitions(context.settings.kafka_config(), topics.calls),
         metrics_topic=topics.user_call_metrics,
         calls_codec=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
         metrics_codec_name=metrics_codec,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from onoff_bridge.topics import topic_partitions
 from processors.context import ProcessorContext
 from processors.recordings.archive import RecordingArchiver
 from processors.recordings.fetch import RecordingFetcher
@@ -13,6 +12,7 @@ from processors.recordings.metrics import RecordingMetrics
 from processors.recordings.processor import RecordingsProcessor
 from processors.recordings.storage import LocalDirectoryStore, build_store
 from schemas import AvroCodec, SchemaName
+from schemas.topics import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def install(context: ProcessorContext) -> None:
         settings=settings,
         calls_topic=topics.calls,
         recordings_topic=topics.recordings,
-        partitions=topic_partitions(context.settings.kafka_bootstrap_servers, topics.calls),
+        partitions=topic_partitions(context.settings.kafka_config(), topics.calls),
         calls=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
         recordings=AvroCodec(context.registry, SchemaName.RECORDING, topics.recordings),
         deadletters=context.deadletters,

@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from ingress.settings import IngressSettings
-from onoff_bridge.settings import BridgeSettings
 from processors.settings import ProcessorSettings
+from schemas.settings import BridgeSettings
 from tests.deploy.render import KUBERNETES, Manifest, by_kind, containers, load_file, pod_spec
 
 # A version clusters run now, and the newest the offline schemas know.
@@ -20,18 +20,9 @@ KUBERNETES_VERSIONS = ["1.33.0", kubernetes_validate.latest_version()]
 CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 PROCESSORS = ["dedupe", "recordings", "metrics"]
 
-# Connection settings the lead's settings change adds (TLS/SASL for Kafka, registry
-# credentials); they are set now so the manifests need no change when it lands.
-# Remove a name from here once BridgeSettings defines it.
-UPCOMING_SETTINGS = {
-    "ONOFF_BRIDGE_KAFKA__SECURITY_PROTOCOL",
-    "ONOFF_BRIDGE_KAFKA__SASL_MECHANISM",
-    "ONOFF_BRIDGE_KAFKA__SASL_USERNAME",
-    "ONOFF_BRIDGE_KAFKA__SASL_PASSWORD",
-    "ONOFF_BRIDGE_KAFKA__SSL_CA_LOCATION",
-    "ONOFF_BRIDGE_SCHEMA_REGISTRY_BASIC_AUTH_USER",
-    "ONOFF_BRIDGE_SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
-}
+# Settings the manifests set before the code defines them, so the manifests need no
+# change when it lands. Remove a name from here once BridgeSettings defines it.
+UPCOMING_SETTINGS: set[str] = set()
 
 
 def _setting_names(model: type[BaseModel], prefix: str = "ONOFF_BRIDGE_") -> set[str]:

@@ -23,12 +23,33 @@ import httpx
 
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
+from onoff_bridge.topics import ensure_topics
+from processors.settings import ProcessorSettings
+from processors.topology import NAMES, processor_topics
+from schemas.topics import topic_partitions
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def provision_worker_topics(
+    endpoints: StackEndpoints, topics: TopicNames, app_id_prefix: str, processor: str
+) -> list[str]:
+    """Creates the topics Faust keeps of its own for this app id (workers never do),
+    with the partitions of the test's onoff.calls; returns the names it created."""
+    config = {"bootstrap.servers": endpoints.kafka_bootstrap_servers}
+    settings = ProcessorSettings(
+        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
+        topics=topics,
+        app_id_prefix=app_id_prefix,
+        topic_partitions=topic_partitions(config, topics.calls),
+    )
+    names = list(NAMES) if processor == "all" else [processor]
+    specs = [spec for name in names for spec in processor_topics(settings, [name])]
+    return ensure_topics(config, specs)
 
 
 def worker_env(
@@ -112,6 +133,12 @@ class WorkerFactory:
 
     def start(self, processor: str = "dedupe", wait: bool = True, **env: str) -> Worker:
         index = len(self.workers)
+        provision_worker_topics(
+            self.endpoints,
+            self.topics,
+            env.get("ONOFF_BRIDGE_APP_ID_PREFIX", self.app_id_prefix),
+            processor,
+        )
         port = free_port()
         log = self.home / f"worker-{index}.log"
         environment = worker_env(

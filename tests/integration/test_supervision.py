@@ -22,7 +22,7 @@ import httpx
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from onoff_bridge.supervisor import Backoff, ChildSpec, Supervisor
-from tests.integration.processor_fixtures import free_port, worker_env
+from tests.integration.processor_fixtures import free_port, provision_worker_topics, worker_env
 
 
 class Output:
@@ -130,6 +130,7 @@ def test_worker_all_restarts_a_killed_worker_and_keeps_the_others(
 ) -> None:
     port = free_port()
     env = worker_env(endpoints, topic_names, "test-supervised", tmp_path / "data")
+    provision_worker_topics(endpoints, topic_names, "test-supervised", "all")
     command = [sys.executable, "-m", "onoff_bridge", "worker", "all", "--web-port", str(port)]
     with started(command, env) as (process, output):
         pids = {name: pid_of(output.wait_for(starts(f"worker {name}: pid"))) for name in NAMES}
