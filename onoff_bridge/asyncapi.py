@@ -1,6 +1,7 @@
 """The AsyncAPI 3 document of the topics, generated from the code that defines them.
 
-Channel addresses, partitions and cleanup policies come from `topic_specs`, the
+Channel addresses, partitions, cleanup policies and retention come from
+`design_topics` (what `topics apply` makes, with the default settings), the
 message payloads from the checked-in `.avsc` files, so the document cannot
 drift from what the services use: `onoff-bridge schemas asyncapi` writes it to
 `schemas/asyncapi.yaml`, and a test fails when the checked-in file differs.
@@ -17,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from onoff_bridge.settings import TopicNames
-from onoff_bridge.topics import TopicSpec, topic_specs
 from schemas.catalog import SchemaName, load_schema
+from schemas.settings import BridgeSettings, TopicNames
+from schemas.topics import TopicSpec, design_topics
 
 BINDING_VERSION = "0.5.0"
 AVRO_FORMAT = "application/vnd.apache.avro;version=1.9.0"
@@ -97,7 +98,7 @@ def _channels(topics: TopicNames) -> dict[str, Channel]:
 
 
 def _bindings(spec: TopicSpec) -> dict[str, Any]:
-    configuration: dict[str, Any] = {"cleanup.policy": spec.config["cleanup.policy"].split(",")}
+    configuration: dict[str, Any] = {"cleanup.policy": spec.cleanup_policy.split(",")}
     if "retention.ms" in spec.config:
         configuration["retention.ms"] = int(spec.config["retention.ms"])
     return {
@@ -110,10 +111,10 @@ def _bindings(spec: TopicSpec) -> dict[str, Any]:
     }
 
 
-def document(topics: TopicNames | None = None) -> dict[str, Any]:
-    topics = topics or TopicNames()
-    channels = _channels(topics)
-    specs = {spec.name: spec for spec in topic_specs(topics)}
+def document(settings: BridgeSettings | None = None) -> dict[str, Any]:
+    settings = settings or BridgeSettings.model_construct()
+    channels = _channels(settings.topics)
+    specs = {spec.name: spec for spec in design_topics(settings)}
     out_channels: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -186,5 +187,5 @@ def document(topics: TopicNames | None = None) -> dict[str, Any]:
     }
 
 
-def render(topics: TopicNames | None = None) -> str:
-    return yaml.safe_dump(document(topics), sort_keys=False, allow_unicode=True, width=100)
+def render(settings: BridgeSettings | None = None) -> str:
+    return yaml.safe_dump(document(settings), sort_keys=False, allow_unicode=True, width=100)

@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from onoff_bridge.asyncapi import render
-from onoff_bridge.settings import TopicNames
-from onoff_bridge.topics import topic_specs
 from schemas.catalog import load_schema, subjects_for
+from schemas.settings import BridgeSettings
+from schemas.topics import design_topics
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCUMENT = ROOT / "schemas" / "asyncapi.yaml"
@@ -43,21 +43,23 @@ def test_the_checked_in_document_is_what_the_code_generates() -> None:
 
 
 def test_it_lists_exactly_the_topics_and_schemas_in_use() -> None:
-    topics = TopicNames()
+    settings = BridgeSettings.model_construct()
+    topics = settings.topics
+    specs = design_topics(settings)
     document = _document()
     channels = {c["address"]: c for c in document["channels"].values()}
-    assert set(channels) == {spec.name for spec in topic_specs(topics)}
+    assert set(channels) == {spec.name for spec in specs}
     messages = document["components"]["messages"]
     for subject, name in subjects_for(topics).items():
         channel = channels[subject.removesuffix("-value")]
         (reference,) = channel["messages"].values()
         message = messages[reference["$ref"].rsplit("/", 1)[1]]
         assert message["payload"]["schema"] == json.loads(load_schema(name)), subject
-    for spec in topic_specs(topics):
+    for spec in specs:
         binding = channels[spec.name]["bindings"]["kafka"]
         assert binding["partitions"] == spec.partitions
         policy = binding["topicConfiguration"]["cleanup.policy"]
-        assert policy == spec.config["cleanup.policy"].split(",")
+        assert policy == spec.cleanup_policy.split(",")
 
 
 def test_the_asyncapi_parser_accepts_it() -> None:
