@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -205,19 +205,27 @@ def read_recordings(
 
 
 def read_recordings_until(
-    bootstrap_servers: str, codec: AvroCodec, sentinel: str, timeout_s: float = 60.0
+    bootstrap_servers: str,
+    codec: AvroCodec,
+    sentinel: str,
+    timeout_s: float = 60.0,
+    expected: Iterable[str] = (),
 ) -> list[tuple[str, dict[str, Any]]]:
     """Every record in the recordings topic once one keyed `sentinel` arrived.
 
     The sentinel is produced after whatever must not appear, on the same call
     (so the same partition and lane): once it is there, anything earlier is too.
+    It says nothing of other calls, which sit on other partitions: keys in
+    `expected` are waited for as well.
     """
+    wanted = {sentinel, *expected}
     deadline = time.monotonic() + timeout_s
     while True:
         records = read_recordings(bootstrap_servers, codec, count=0)
-        if any(key == sentinel for key, _ in records):
+        missing = wanted - {key for key, _ in records}
+        if not missing:
             return records
-        assert time.monotonic() < deadline, f"no {sentinel} in {[k for k, _ in records]}"
+        assert time.monotonic() < deadline, f"no {sorted(missing)} in {[k for k, _ in records]}"
         time.sleep(0.5)
 
 

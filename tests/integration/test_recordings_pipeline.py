@@ -74,8 +74,14 @@ def test_each_link_ends_with_its_status_and_is_fetched_once(
     )
     produce_calls(endpoints.kafka_bootstrap_servers, calls, [again, third])
 
+    every_link = [
+        record_key(call_id, "recording", link) for call_id, urls in links.items() for link in urls
+    ]
     records = read_recordings_until(
-        endpoints.kafka_bootstrap_servers, recordings, record_key("p-ok", "recording", sentinel)
+        endpoints.kafka_bootstrap_servers,
+        recordings,
+        record_key("p-ok", "recording", sentinel),
+        expected=[*every_link, record_key("p-ok", "voicemail", voicemail)],
     )
     # Each link once (by_link checks): anything more would be a second fetch.
     found = by_link(records)
