@@ -90,7 +90,6 @@ def create_app(components: IngressComponents) -> Starlette:
         started = time.perf_counter()
         request_id = _request_id(request)
         token = request_id_var.set(request_id)
-        status = 500
         try:
             response = await _accept(request, route, request_id)
         except IngressError as exc:
@@ -104,9 +103,8 @@ def create_app(components: IngressComponents) -> Starlette:
             )
         finally:
             request_id_var.reset(token)
-        status = response.status_code
         response.headers["x-request-id"] = request_id
-        c.metrics.request(route.path, status, time.perf_counter() - started)
+        c.metrics.request(route.path, response.status_code, time.perf_counter() - started)
         return response
 
     async def _accept(request: Request, route: WebhookRoute, request_id: str) -> Response:
@@ -119,9 +117,17 @@ def create_app(components: IngressComponents) -> Starlette:
         meta = IngestMetadata(datetime.now(UTC), request_id, key_name, route.path)
         try:
             parsed = build_record(parse_json_object(body), route.fields, meta)
-            value = route.encoder.encode(parsed.record)
         except PayloadRejectedError as exc:
             return await _quarantine(request, route, body, meta, exc.reason)
+        except Exception as exc:  # parsing is pure: whatever it raises, the body caused
+            log.warning(
+                "body broke the parser", extra={"route": route.path, "error": type(exc).__name__}
+            )
+            return await _quarantine(
+                request, route, body, meta, f"body cannot be converted: {type(exc).__name__}"
+            )
+        try:
+            value = route.encoder.encode(parsed.record)
         except RecordEncodeError as exc:
             return await _quarantine(request, route, body, meta, str(exc))
         except SchemaError as exc:

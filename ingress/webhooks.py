@@ -22,6 +22,8 @@ from ingress.errors import PayloadRejectedError
 
 Parser = Callable[[Any], Any]
 
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
 
 @dataclass(frozen=True)
 class IngestMetadata:
@@ -78,12 +80,17 @@ def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected an integer, got boolean")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise ValueError(f"expected an integer, got {_json_type(value)}")
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise ValueError(f"expected an integer, got {_json_type(value)}")
+    # Avro's long is 64 bits; fastavro would write a larger one and no reader could take it.
+    if not _LONG_MIN <= number <= _LONG_MAX:
+        raise ValueError("integer out of the 64-bit range")
+    return number
 
 
 def _timestamp(value: Any) -> datetime:
@@ -182,13 +189,18 @@ def build_record(
     if problems:
         raise PayloadRejectedError("; ".join(problems))
     unknown = {k: v for k, v in body.items() if k != "id" and k not in fields and v is not None}
-    record["extraJson"] = (
-        orjson.dumps(unknown, option=orjson.OPT_SORT_KEYS).decode() if unknown else None
-    )
+    try:
+        extra = orjson.dumps(unknown, option=orjson.OPT_SORT_KEYS).decode() if unknown else None
+        sha256 = content_sha256(body)
+    except (orjson.JSONEncodeError, RecursionError) as exc:
+        # orjson parses 1,024 levels but writes only 255: a body between the two is
+        # well-formed yet cannot be kept as extraJson, which is a property of the body.
+        raise PayloadRejectedError(f"body cannot be stored as JSON: {exc}") from exc
+    record["extraJson"] = extra
     record["ingest"] = {
         "receivedAt": meta.received_at,
         "requestId": meta.request_id,
-        "contentSha256": content_sha256(body),
+        "contentSha256": sha256,
         "apiKeyName": meta.api_key_name,
         "path": meta.path,
     }

@@ -383,3 +383,42 @@ def test_a_numeric_id_is_stored_as_a_string_key(
     [record] = decode_values(registry, SchemaName.CALL_EVENT, topic_names.cdr_raw, [message])
     assert message.key() == b"987654321"
     assert record["id"] == "987654321"
+
+
+def _nested_text(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+BODIES_THE_ENCODER_CANNOT_TAKE = [
+    (b'{"id": "deep-300", "extra": ' + _nested_text(300) + b"}", "cannot be stored as JSON"),
+    (b'{"id": "deep-1000", "extra": ' + _nested_text(1000) + b"}", "cannot be stored as JSON"),
+    (b'{"id": "deep-2000", "extra": ' + _nested_text(2000) + b"}", "not valid JSON"),
+    (b'{"id": "long", "callDuration": 9223372036854775808}', "callDuration: integer out of"),
+    (b'{"id": "float", "voicemailDuration": 1e300}', "voicemailDuration: integer out of"),
+]
+
+
+@pytest.mark.parametrize(("body", "reason_part"), BODIES_THE_ENCODER_CANNOT_TAKE)
+def test_a_body_the_encoder_cannot_take_is_quarantined_not_answered_503(
+    body: bytes,
+    reason_part: str,
+    ingress_app: AppFactory,
+    endpoints: StackEndpoints,
+    registry: SchemaRegistryClient,
+    topic_names: TopicNames,
+) -> None:
+    client = ingress_app()
+    response = client.post(CDR_PATH, content=body, headers=with_key())
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "quarantined"
+    assert reason_part in response.json()["reason"]
+    [rejected] = decode_values(
+        registry,
+        SchemaName.REJECTED_DELIVERY,
+        topic_names.deadletter,
+        read_topic(endpoints.kafka_bootstrap_servers, topic_names.deadletter),
+    )
+    assert rejected["body"] == body
+    assert reason_part in rejected["reason"]
+    assert topic_size(endpoints.kafka_bootstrap_servers, topic_names.cdr_raw) == 0

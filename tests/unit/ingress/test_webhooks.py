@@ -459,3 +459,49 @@ def test_the_hash_changes_when_a_field_is_set_to_a_new_value(
     assume(not (body.get(key) == value and type(body.get(key)) is type(value)))
     changed = {**body, key: value}
     assert content_sha256(changed) != content_sha256(body)
+
+
+def _nested(depth: int, leaf: Any = None) -> bytes:
+    """JSON nested `depth` levels, built as text: json.dumps itself recurses too deep."""
+    opening = "".join('{"k":' if level % 2 else "[" for level in range(depth))
+    closing = "".join("}" if level % 2 else "]" for level in reversed(range(depth)))
+    return f"{opening}{json.dumps(leaf)}{closing}".encode()
+
+
+_JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+
+
+@given(
+    depth=st.integers(min_value=0, max_value=1000),
+    width=st.integers(min_value=0, max_value=50),
+    leaf=_JSON_LEAVES,
+)
+def test_any_deep_or_wide_json_object_is_stored_or_rejected_never_raises_otherwise(
+    depth: int, width: int, leaf: Any
+) -> None:
+    wide = json.dumps({"id": "call-1", **{f"x{i}": leaf for i in range(width)}}).encode()
+    raw = wide[:-1] + b', "deep": ' + _nested(depth, leaf) + b"}"
+    meta = IngestMetadata(datetime.now(UTC), "req", None, "/v1/onoff/cdr")
+    try:
+        parsed = build_record(parse_json_object(raw), CALL_FIELDS, meta)
+    except PayloadRejectedError as exc:
+        assert exc.reason
+    else:
+        fastavro.schemaless_writer(io.BytesIO(), avro_schema(SchemaName.CALL_EVENT), parsed.record)
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_an_unknown_field_nested_hundreds_of_levels_deep_is_rejected_with_a_reason(
+    depth: int,
+) -> None:
+    raw = b'{"id": "call-1", "deep": ' + _nested(depth) + b"}"
+    meta = IngestMetadata(datetime.now(UTC), "req", None, "/v1/onoff/cdr")
+    with pytest.raises(PayloadRejectedError, match="cannot be stored as JSON"):
+        build_record(parse_json_object(raw), CALL_FIELDS, meta)
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 1e300, "99999999999999999999"])
+def test_an_integer_beyond_avro_long_is_rejected_with_a_reason(value: Any) -> None:
+    meta = IngestMetadata(datetime.now(UTC), "req", None, "/v1/onoff/cdr")
+    with pytest.raises(PayloadRejectedError, match="callDuration: integer out of the 64-bit"):
+        build_record({"id": "call-1", "callDuration": value}, CALL_FIELDS, meta)
