@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from http import HTTPStatus
 
 import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_incrementing
 
 from schemas.catalog import load_schema, subjects_for
 from schemas.connection import RegistryConnection
@@ -38,23 +38,33 @@ def register_all(client: SchemaRegistryClient, topics: TopicNames) -> dict[str, 
 
 
 def _register(client: SchemaRegistryClient, subject: str, schema: Schema) -> int:
-    # Processes that start together (the workers of `worker all`, the ingress) register
-    # the same new subjects at the same moment, and Apicurio answers the loser of two
-    # racing creations with 409 Conflict instead of treating it as a repeat. Both steps
-    # are idempotent once the subject exists, so the loser tries again.
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        try:
-            client.set_compatibility(subject_name=subject, level=COMPATIBILITY)
-            return int(client.register_schema(subject, schema))
-        except SchemaRegistryError as exc:
-            if exc.http_status_code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
-                raise RegistryAuthenticationError(
-                    f"the registry refused the credentials registering {subject}"
-                    f" (HTTP {exc.http_status_code})"
-                ) from exc
-            if exc.http_status_code != HTTPStatus.CONFLICT or attempt == CONFLICT_ATTEMPTS:
-                raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
-        except (httpx.HTTPError, OSError) as exc:
-            raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
-        time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
+    try:
+        return _register_retrying_conflicts(client, subject, schema)
+    except SchemaRegistryError as exc:
+        if exc.http_status_code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+            raise RegistryAuthenticationError(
+                f"the registry refused the credentials registering {subject}"
+                f" (HTTP {exc.http_status_code})"
+            ) from exc
+        raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
+    except (httpx.HTTPError, OSError) as exc:
+        raise RegistryUnavailableError(f"registering {subject} failed: {exc}") from exc
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, SchemaRegistryError) and exc.http_status_code == HTTPStatus.CONFLICT
+
+
+# Processes that start together (the workers of `worker all`, the ingress) register the
+# same new subjects at the same moment, and Apicurio answers the loser of two racing
+# creations with 409 Conflict instead of treating it as a repeat. Both steps are
+# idempotent once the subject exists, so the loser tries again; nothing else is retried.
+@retry(
+    retry=retry_if_exception(_is_conflict),
+    stop=stop_after_attempt(CONFLICT_ATTEMPTS),
+    wait=wait_incrementing(start=0.05, increment=0.05),
+    reraise=True,
+)
+def _register_retrying_conflicts(client: SchemaRegistryClient, subject: str, schema: Schema) -> int:
+    client.set_compatibility(subject_name=subject, level=COMPATIBILITY)
+    return int(client.register_schema(subject, schema))
