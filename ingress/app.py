@@ -114,6 +114,10 @@ def create_app(components: IngressComponents) -> Starlette:
             c.metrics.auth_failures.labels(route.path).inc()
             raise
         body = await _read_body(request, c.max_body_bytes)
+        if not c.schemas_ready():
+            # Registration runs in the background (bootstrap); encoding now would ask the
+            # registry on the event loop. Neither topic can be written yet: retry later.
+            raise PublishError("schemas not registered yet")
         meta = IngestMetadata(datetime.now(UTC), request_id, key_name, route.path)
         try:
             parsed = build_record(parse_json_object(body), route.fields, meta)

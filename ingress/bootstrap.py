@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from starlette.applications import Starlette
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from ingress.app import CDR_PATH, SMS_PATH, IngressComponents, WebhookRoute, create_app
 from ingress.auth import ApiKeyAuthenticator
@@ -20,27 +29,72 @@ from schemas.settings import TopicNames
 
 log = logging.getLogger(__name__)
 
+REGISTRATION_RETRY_START_S = 0.2
+REGISTRATION_RETRY_MAX_S = 5.0
+
 
 class SchemaRegistration:
-    """Registers the schemas once; until that succeeds, `ready()` tries again."""
+    """Registers the schemas in a background thread, retrying until the registry answers.
 
-    def __init__(self, client: SchemaRegistryClient, topics: TopicNames) -> None:
+    The first request must not register on the event loop: with the registry down
+    that blocks every other request for the client's whole timeout. Until the thread
+    succeeds, `ready()` is False, /readyz answers 503 and webhooks 503 + Retry-After.
+    """
+
+    def __init__(
+        self, client: SchemaRegistryClient, topics: TopicNames, codecs: Sequence[AvroCodec]
+    ) -> None:
         self._client = client
         self._topics = topics
-        self._done = False
-        self._lock = threading.Lock()
+        self._codecs = tuple(codecs)
+        self._done = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._register, name="schema-registration", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def ready(self) -> bool:
-        with self._lock:
-            if not self._done:
-                try:
-                    ids = register_all(self._client, self._topics)
-                except RegistryUnavailableError as exc:
-                    log.warning("schemas not registered yet", extra={"error": str(exc)})
-                    return False
-                log.info("schemas registered", extra={"schema_ids": ids})
-                self._done = True
-            return True
+        return self._done.is_set()
+
+    def _register(self) -> None:
+        try:
+            self._register_retrying()
+        except RetryError:  # stopped before the registry answered
+            return
+        self._done.set()
+
+    def _pause(self, seconds: float) -> None:
+        self._stopping.wait(seconds)  # a shutdown ends the wait at once
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("schemas not registered yet, retrying", extra={"error": str(error)})
+
+    def _register_retrying(self) -> None:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(RegistryUnavailableError),
+            wait=wait_exponential(
+                multiplier=REGISTRATION_RETRY_START_S, max=REGISTRATION_RETRY_MAX_S
+            ),
+            stop=stop_when_event_set(self._stopping),
+            sleep=self._pause,
+            before_sleep=self._log_retry,
+        ):
+            with attempt:
+                ids = register_all(self._client, self._topics)
+                # Each codec caches its id now, so no request ever asks the registry.
+                for codec in self._codecs:
+                    codec.schema_id()
+        log.info("schemas registered", extra={"schema_ids": ids})
 
 
 def check_connections(settings: IngressSettings) -> None:
@@ -67,7 +121,10 @@ def build_app(settings: IngressSettings) -> Starlette:
         ),
         settings.delivery_timeout_s,
     )
-    registration = SchemaRegistration(registry, topics)
+    cdr_codec = AvroCodec(registry, SchemaName.CALL_EVENT, topics.cdr_raw)
+    sms_codec = AvroCodec(registry, SchemaName.SMS_EVENT, topics.sms_raw)
+    deadletter_codec = AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter)
+    registration = SchemaRegistration(registry, topics, (cdr_codec, sms_codec, deadletter_codec))
     keys = settings.named_api_keys()
 
     def on_startup() -> None:
@@ -77,9 +134,10 @@ def build_app(settings: IngressSettings) -> Starlette:
                 "AUTHENTICATION IS OFF: anyone who can reach this port can write to Kafka "
                 "(ONOFF_BRIDGE_ALLOW_UNAUTHENTICATED=true)"
             )
-        registration.ready()
+        registration.start()
 
     def on_shutdown() -> None:
+        registration.stop()
         publisher.close()
         registry.close()
 
@@ -90,18 +148,18 @@ def build_app(settings: IngressSettings) -> Starlette:
             WebhookRoute(
                 CDR_PATH,
                 topics.cdr_raw,
-                AvroCodec(registry, SchemaName.CALL_EVENT, topics.cdr_raw),
+                cdr_codec,
                 CALL_FIELDS,
             ),
             WebhookRoute(
                 SMS_PATH,
                 topics.sms_raw,
-                AvroCodec(registry, SchemaName.SMS_EVENT, topics.sms_raw),
+                sms_codec,
                 SMS_FIELDS,
             ),
         ),
         deadletter_topic=topics.deadletter,
-        deadletter_encoder=AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter),
+        deadletter_encoder=deadletter_codec,
         max_body_bytes=settings.max_body_bytes,
         retry_after_s=settings.retry_after_s,
         quarantine_status=settings.quarantine_status,

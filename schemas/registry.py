@@ -16,13 +16,16 @@ from schemas.settings import TopicNames
 
 COMPATIBILITY = "BACKWARD"
 CONFLICT_ATTEMPTS = 5
+REQUEST_TIMEOUT_S = 10.0
 
 
 def registry_client(connection: RegistryConnection | str) -> SchemaRegistryClient:
     """The Confluent client, with the connection's basic auth and CA (a bare URL: neither)."""
     if isinstance(connection, str):
         connection = RegistryConnection(url=connection)
-    return SchemaRegistryClient(connection.client_config())
+    # The client's own default is no timeout at all: a registry that accepts and never
+    # answers would hold a registration (or a processor's decode) for ever.
+    return SchemaRegistryClient({"timeout": REQUEST_TIMEOUT_S, **connection.client_config()})
 
 
 def register_all(client: SchemaRegistryClient, topics: TopicNames) -> dict[str, int]:

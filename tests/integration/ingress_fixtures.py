@@ -65,11 +65,13 @@ def running_apps(endpoints: StackEndpoints, topics: TopicNames) -> Iterator[AppF
     """
     open_clients: list[TestClient] = []
 
-    def start(**overrides: Any) -> TestClient:
+    def start(*, wait_for_schemas: bool = True, **overrides: Any) -> TestClient:
         app = build_app(ingress_settings(endpoints, topics, **overrides))
         client = TestClient(app)
         client.__enter__()
         open_clients.append(client)
+        if wait_for_schemas:
+            wait_until_schemas_registered(client)
         return client
 
     try:
@@ -77,6 +79,14 @@ def running_apps(endpoints: StackEndpoints, topics: TopicNames) -> Iterator[AppF
     finally:
         for client in reversed(open_clients):
             client.__exit__(None, None, None)
+
+
+def wait_until_schemas_registered(client: TestClient, timeout_s: float = 30.0) -> None:
+    """Registration runs in the background from start-up; /readyz says when it is done."""
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").json()["schemas"] is not True:
+        assert time.monotonic() < deadline, "the ingress did not register its schemas"
+        time.sleep(0.05)
 
 
 def with_key(key: str = PRIMARY_KEY, **headers: str) -> dict[str, str]:
