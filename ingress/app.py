@@ -79,6 +79,7 @@ class IngressComponents:
     quarantine_status: int
     schemas_ready: Callable[[], bool]
     metrics: IngressMetrics
+    oversized_drain_bytes: int = 4 * 1024 * 1024
     on_startup: Callable[[], None] = lambda: None
     on_shutdown: Callable[[], None] = lambda: None
 
@@ -113,7 +114,7 @@ def create_app(components: IngressComponents) -> Starlette:
         except AuthenticationError:
             c.metrics.auth_failures.labels(route.path).inc()
             raise
-        body = await _read_body(request, c.max_body_bytes)
+        body = await _read_body(request, c.max_body_bytes, c.oversized_drain_bytes)
         if not c.schemas_ready():
             # Registration runs in the background (bootstrap); encoding now would ask the
             # registry on the event loop. Neither topic can be written yet: retry later.
@@ -238,18 +239,27 @@ def create_app(components: IngressComponents) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Reads at most `limit` bytes; refuses early on a larger Content-Length."""
+async def _read_body(request: Request, limit: int, drain: int) -> bytes:
+    """Reads at most `limit` bytes; refuses a larger body, after discarding up to `drain` more.
+
+    A client that sends its whole body before reading gets a broken pipe if the
+    server answers and closes while the body is still arriving. Like nginx's
+    lingering close, the rest of an oversized body is read and thrown away, up to
+    `drain` bytes, so the client reads the 413; beyond that the connection is dropped.
+    """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdigit() and int(declared) > limit + drain:
         raise PayloadTooLargeError(limit)
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(limit)
-        chunks.append(chunk)
+        if size > limit + drain:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise PayloadTooLargeError(limit)
     return b"".join(chunks)
 
 

@@ -161,6 +161,7 @@ def build_app(settings: IngressSettings) -> Starlette:
         deadletter_topic=topics.deadletter,
         deadletter_encoder=deadletter_codec,
         max_body_bytes=settings.max_body_bytes,
+        oversized_drain_bytes=settings.oversized_drain_bytes,
         retry_after_s=settings.retry_after_s,
         quarantine_status=settings.quarantine_status,
         schemas_ready=registration.ready,

@@ -18,6 +18,9 @@ class IngressSettings(BridgeSettings):
     allow_unauthenticated: bool = False
 
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    # An oversized body is read and discarded up to this many more bytes, so a client that
+    # sends it all at once reads the 413 instead of a broken pipe (nginx's lingering close).
+    oversized_drain_bytes: int = Field(default=4 * 1024 * 1024, ge=0)
     delivery_timeout_s: float = Field(default=5.0, gt=0.5)
     retry_after_s: int = Field(default=5, ge=1)
     quarantine_status: Literal[200, 422] = 200
