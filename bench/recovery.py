@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import bench_topics, free_port, machine, save, say, stack, worker_env
 
@@ -52,6 +52,25 @@ def fill_metrics_changelogs(bootstrap: str, prefix: str, records: int, partition
     producer.flush(60)
 
 
+def fill_processed_source(bootstrap: str, topic: str, group: str, records: int) -> None:
+    """A source topic with history the group has already processed (committed at its end):
+    as after any restart, its partitions are assigned, paused, and read only after recovery."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
+    for i in range(records):
+        producer.produce(topic, key=f"call-{i:08d}".encode(), value=b"processed-before")
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends = []
+    for partition in metadata.partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        ends.append(TopicPartition(topic, partition, high))
+    consumer.commit(offsets=ends, asynchronous=False)
+    consumer.close()
+
+
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
@@ -75,6 +94,9 @@ def bench_metrics(records: int, timeout_s: float) -> dict[str, Any]:
     prefix = env["ONOFF_BRIDGE_APP_ID_PREFIX"]
     say(f"writing {records} changelog records")
     fill_metrics_changelogs(endpoints.kafka_bootstrap_servers, prefix, records, 6)
+    fill_processed_source(
+        endpoints.kafka_bootstrap_servers, topics.calls, f"{prefix}-metrics", records // 4
+    )
     say("starting the metrics worker")
     process = subprocess.Popen([sys.executable, "-m", "onoff_bridge", "worker", "metrics"], env=env)
     try:
