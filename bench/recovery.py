@@ -52,7 +52,9 @@ def fill_metrics_changelogs(bootstrap: str, prefix: str, records: int, partition
     producer.flush(60)
 
 
-def fill_processed_source(bootstrap: str, topic: str, group: str, records: int) -> None:
+def fill_processed_source(
+    bootstrap: str, topic: str, group: str, records: int, commit: bool = True
+) -> None:
     """A source topic with history the group has already processed (committed at its end):
     as after any restart, its partitions are assigned, paused, and read only after recovery."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
@@ -61,6 +63,8 @@ def fill_processed_source(bootstrap: str, topic: str, group: str, records: int) 
         if i % 10_000 == 0:
             producer.poll(0)
     producer.flush(60)
+    if not commit:  # a backlog waiting for the worker, as after an outage
+        return
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     ends = []
@@ -86,7 +90,7 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float) ->
     raise RuntimeError(f"worker not ready after {timeout_s}s")
 
 
-def bench_metrics(records: int, timeout_s: float) -> dict[str, Any]:
+def bench_metrics(records: int, timeout_s: float, backlog: int = 0) -> dict[str, Any]:
     endpoints = stack()
     topics = bench_topics(endpoints)
     port = free_port()
@@ -95,7 +99,11 @@ def bench_metrics(records: int, timeout_s: float) -> dict[str, Any]:
     say(f"writing {records} changelog records")
     fill_metrics_changelogs(endpoints.kafka_bootstrap_servers, prefix, records, 6)
     fill_processed_source(
-        endpoints.kafka_bootstrap_servers, topics.calls, f"{prefix}-metrics", records // 4
+        endpoints.kafka_bootstrap_servers,
+        topics.calls,
+        f"{prefix}-metrics",
+        records // 4,
+        commit=backlog == 0,
     )
     say("starting the metrics worker")
     process = subprocess.Popen([sys.executable, "-m", "onoff_bridge", "worker", "metrics"], env=env)
