@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -131,8 +132,16 @@ def main() -> None:
             f"{r['processor']}: {r['records']} records in {r['seconds_to_ready']} s, "
             f"{r['records_per_s']} rec/s"
         )
-    path = save("recovery", {"results": results, "machine": machine()})
-    say(f"saved {path}")
+        path = save(
+            "recovery",
+            {
+                "benchmark": "recovery",
+                **r,
+                "date": datetime.now(UTC).isoformat(),
+                "machine": machine(),
+            },
+        )
+        say(f"saved {path}")
 
 
 if __name__ == "__main__":

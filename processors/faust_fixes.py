@@ -47,11 +47,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
 import json
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError
