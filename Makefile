@@ -101,6 +101,10 @@ bench-metrics: install ## Benchmark one metrics worker catching up (BENCH_DELIVE
 bench-latency: install ## End-to-end latency, ingress 200 to onoff.calls and to the metrics (BENCH_RATE, BENCH_DURATION_S)
 	$(BIN)/python -m bench.latency
 
+.PHONY: bench-recovery
+bench-recovery: install ## A restarted metrics worker restoring 200,000 changelog records (saves bench/results/recovery-*.json)
+	$(BIN)/python -m bench.recovery
+
 .PHONY: bench-report
 bench-report: install ## Write docs/performance.md, its charts and the README's table from bench/results/
 	$(BIN)/python -m bench.report

@@ -20,7 +20,7 @@ from processors import faust_fixes
 from processors.context import Installer, ProcessorContext
 from processors.deadletter import DeadLetters
 from processors.preflight import broker_credentials
-from processors.progress import ProgressTracker
+from processors.progress import ProgressTracker, RecoveryState
 from processors.settings import ProcessorSettings
 from processors.topology import app_id as build_app_id
 from schemas import AvroCodec, SchemaName, register_all, registry_client
@@ -64,7 +64,9 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = registry_client(settings.registry_connection())
     topics = settings.topics
-    progress = ProgressTracker(settings.stall_timeout_s, _highwater(app), _committed(app))
+    progress = ProgressTracker(
+        settings.stall_timeout_s, _highwater(app), _committed(app), _recovery(app)
+    )
     context = ProcessorContext(
         app=app,
         settings=settings,
@@ -97,6 +99,12 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
 
     async def healthz(web: Any, request: Any) -> Any:
         report = progress.report()
+        # A recovering worker is alive but not ready: 503 keeps it out of readiness until
+        # its tables are back; /livez tells a livenessProbe only whether it is stalled.
+        return web.json(report, status=200 if report["status"] == "ok" else 503)
+
+    async def livez(web: Any, request: Any) -> Any:
+        report = progress.report()
         return web.json(report, status=503 if report["status"] == "stalled" else 200)
 
     async def metrics(web: Any, request: Any) -> Any:
@@ -105,7 +113,12 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
         content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return web.bytes(generate_latest(progress.registry), content_type=content_type)
 
-    for path, view in {"/healthz": healthz, "/metrics": metrics, **context.pages}.items():
+    for path, view in {
+        "/healthz": healthz,
+        "/livez": livez,
+        "/metrics": metrics,
+        **context.pages,
+    }.items():
         app.page(path)(view)
     return app
 
@@ -120,6 +133,21 @@ def _committed(app: faust.App) -> Any:
         return None if offset is None else int(offset)
 
     return committed
+
+
+def _recovery(app: faust.App) -> Any:
+    def recovery() -> RecoveryState:
+        try:
+            faust_recovery = app.tables.recovery  # type: ignore[attr-defined]
+            # `completed` is cleared on each rebalance and set once the tables are back;
+            # before the first assignment nothing is restored yet either.
+            if faust_recovery.completed.is_set() and not faust_recovery.in_recovery:
+                return RecoveryState(recovering=False)
+            return RecoveryState(True, int(faust_recovery.active_remaining_total()))
+        except Exception:  # the table manager is not started yet
+            return RecoveryState(recovering=False)
+
+    return recovery
 
 
 def _highwater(app: faust.App) -> Any:

@@ -37,24 +37,61 @@ of the dedupe SIGKILL test, which had lost a delivery in one of four full runs;
 the same race as faust-streaming #216.) The fix seeks first and resumes after.
 
 Fixes 2 and 3 replace methods with copies of faust-streaming 0.15.3's, changed
-only where said; pyproject.toml pins the minor version for that reason.
-Applied once, before any app starts.
+only where said: a worker refuses to start on any other version (`check_version`).
+Applied once, before any app starts. Each fix has a name (FIXES); the names in
+ONOFF_BRIDGE_FAUST_FIXES_OFF (a JSON list) are left out, so a test can show
+what goes wrong without one (docs/faust.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import faust
 from aiokafka.errors import IllegalStateError
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+# The faust-streaming release the replaced methods were copied from.
+FAUST_VERSION = "0.15.3"
+OFF_ENV = "ONOFF_BRIDGE_FAUST_FIXES_OFF"
+PRODUCER_FLUSH = "producer-flush"
+PAUSED_RECORDS = "paused-records"
+SEEK_BEFORE_RESUME = "seek-before-resume"
+FIXES = (PRODUCER_FLUSH, PAUSED_RECORDS, SEEK_BEFORE_RESUME)
+
 _APPLIED = False
+
+
+def check_version(installed: str | None = None) -> None:
+    """Raises SystemExit with one line when faust-streaming is not FAUST_VERSION."""
+    installed = faust.__version__ if installed is None else installed
+    if installed != FAUST_VERSION:
+        raise SystemExit(
+            f"error: worker refuses to start: faust-streaming {installed} is installed, but "
+            f"processors/faust_fixes.py patches methods copied from {FAUST_VERSION}; "
+            f"install faust-streaming=={FAUST_VERSION}"
+        )
+
+
+def switched_off(environ: dict[str, str] | None = None) -> frozenset[str]:
+    raw = (os.environ if environ is None else environ).get(OFF_ENV, "").strip()
+    if not raw:
+        return frozenset()
+    try:
+        names = json.loads(raw)
+    except ValueError as exc:
+        raise SystemExit(f"error: {OFF_ENV} is not a JSON list: {exc}") from exc
+    if not isinstance(names, list) or not set(names) <= set(FIXES):
+        raise SystemExit(f"error: {OFF_ENV} must be a JSON list of {', '.join(FIXES)}")
+    return frozenset(names)
 
 
 def apply() -> None:
@@ -62,11 +99,15 @@ def apply() -> None:
     if _APPLIED:
         return
     _APPLIED = True
-    _fix_producer_buffer_flush()
-    Consumer.getmany = _getmany  # type: ignore[method-assign]
-    Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
-    Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
-    Consumer.on_buffer_drop = _on_buffer_drop  # type: ignore[method-assign]
+    off = switched_off()
+    if PRODUCER_FLUSH not in off:
+        _fix_producer_buffer_flush()
+    if PAUSED_RECORDS not in off:
+        Consumer.getmany = _getmany  # type: ignore[method-assign]
+        Consumer.on_buffer_drop = _on_buffer_drop  # type: ignore[method-assign]
+    if SEEK_BEFORE_RESUME not in off:
+        Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
+        Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
 
 
 def _fix_producer_buffer_flush() -> None:

@@ -22,12 +22,37 @@ class PartitionProgress:
     at: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True)
+class RecoveryState:
+    """Faust's table recovery as `/healthz` sees it: `remaining` changelog records."""
+
+    recovering: bool
+    remaining: int = 0
+
+
+def health_status(
+    recovery: RecoveryState,
+    recovery_idle_s: float,
+    any_partition_stalled: bool,
+    stall_timeout_s: float,
+) -> str:
+    """ "recovering" while tables are restored and the restore moves; "stalled" when the
+    restore or the processing made no progress for stall_timeout_s; else "ok".
+
+    Stream partitions are paused during recovery, so their lag is not a stall then.
+    """
+    if recovery.recovering:
+        return "stalled" if recovery_idle_s > stall_timeout_s else "recovering"
+    return "stalled" if any_partition_stalled else "ok"
+
+
 class ProgressTracker:
     def __init__(
         self,
         stall_timeout_s: float,
         highwater: Callable[[str, int], int | None],
         committed: Callable[[str, int], int | None] = lambda topic, partition: None,
+        recovery: Callable[[], RecoveryState] = lambda: RecoveryState(recovering=False),
     ) -> None:
         self.registry = CollectorRegistry()
         # Topics whose partitions a processor consumes; changelogs are not progress.
@@ -38,6 +63,9 @@ class ProgressTracker:
         # after a restart or rebalance, everything up to there was processed before.
         self._committed = committed
         self._partitions: dict[tuple[str, int], PartitionProgress] = {}
+        self._recovery = recovery
+        # The last remaining-count seen and when it last changed.
+        self._recovery_progress: tuple[int, float] | None = None
         self.records = Counter(
             "onoff_processor_records",
             "Records handled, by processor and outcome",
@@ -86,8 +114,20 @@ class ProgressTracker:
     def forget(self, topic: str, partition: int) -> None:
         self._partitions.pop((topic, partition), None)
 
+    def _recovery_idle_s(self, state: RecoveryState, now: float) -> float:
+        if not state.recovering:
+            self._recovery_progress = None
+            return 0.0
+        last = self._recovery_progress
+        if last is None or last[0] != state.remaining:
+            self._recovery_progress = (state.remaining, now)
+            return 0.0
+        return now - last[1]
+
     def report(self) -> dict[str, Any]:
         now = time.time()
+        recovery = self._recovery()
+        recovery_idle = self._recovery_idle_s(recovery, now)
         partitions = []
         stalled = False
         for (topic, partition), progress in sorted(self._partitions.items()):
@@ -113,4 +153,11 @@ class ProgressTracker:
                     "stalled": is_stalled,
                 }
             )
-        return {"status": "stalled" if stalled else "ok", "partitions": partitions}
+        status = health_status(recovery, recovery_idle, stalled, self._stall_timeout_s)
+        report: dict[str, Any] = {"status": status, "partitions": partitions}
+        if recovery.recovering:
+            report["recovery"] = {
+                "changelog_records_remaining": recovery.remaining,
+                "seconds_since_progress": round(recovery_idle, 1),
+            }
+        return report

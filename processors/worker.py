@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from processors import faust_fixes
 from processors.app import build_app
 from processors.settings import ProcessorSettings
 
@@ -25,6 +26,7 @@ def run_worker(
 
     The entry point runs `processors.preflight.check_worker` first.
     """
+    faust_fixes.check_version()
     app = build_app(settings, names)
     worker = faust.Worker(
         app,
@@ -32,4 +34,8 @@ def run_worker(
         quiet=True,
         logging_config=dict(logging_config) if logging_config is not None else None,
     )
+    # At a log level of WARNING or above Faust adds a terminal spinner that sets the root
+    # logger to DEBUG, so every debug line is built and handled: during table recovery
+    # that is several per changelog record, and it cost most of the restore's time.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -60,6 +60,9 @@ def worker_env(
         for k, v in os.environ.items()
         if not k.startswith("ONOFF_BRIDGE_") and not k.startswith("PYTEST")
     }
+    # Kept, so a fault test can be run with a Faust fix switched off (docs/faust.md).
+    if "ONOFF_BRIDGE_FAUST_FIXES_OFF" in os.environ:
+        env["ONOFF_BRIDGE_FAUST_FIXES_OFF"] = os.environ["ONOFF_BRIDGE_FAUST_FIXES_OFF"]
     env |= {
         "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
         "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL": endpoints.schema_registry_url,

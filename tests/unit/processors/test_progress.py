@@ -57,3 +57,50 @@ def test_changelog_partitions_are_not_watched() -> None:
     progress = tracker(highwater=10)
     progress.watch("changelog", 0)
     assert [p["topic"] for p in progress.report()["partitions"]] == ["raw"]
+
+
+def test_a_recovering_worker_making_progress_is_recovering_not_stalled():
+    from processors.progress import RecoveryState, health_status
+
+    state = RecoveryState(recovering=True, remaining=1000)
+    assert health_status(state, 5.0, any_partition_stalled=True, stall_timeout_s=60) == (
+        "recovering"
+    )
+
+
+def test_a_recovery_without_progress_is_stalled():
+    from processors.progress import RecoveryState, health_status
+
+    state = RecoveryState(recovering=True, remaining=1000)
+    assert health_status(state, 61.0, any_partition_stalled=False, stall_timeout_s=60) == (
+        "stalled"
+    )
+
+
+def test_after_recovery_partitions_decide():
+    from processors.progress import RecoveryState, health_status
+
+    done = RecoveryState(recovering=False)
+    assert health_status(done, 0.0, any_partition_stalled=False, stall_timeout_s=60) == "ok"
+    assert health_status(done, 0.0, any_partition_stalled=True, stall_timeout_s=60) == "stalled"
+
+
+def test_the_tracker_reports_remaining_and_flags_a_recovery_that_stops(monkeypatch):
+    from processors.progress import ProgressTracker, RecoveryState
+
+    now = [1000.0]
+    monkeypatch.setattr("processors.progress.time.time", lambda: now[0])
+    remaining = [500]
+    tracker = ProgressTracker(
+        10.0, lambda t, p: None, recovery=lambda: RecoveryState(True, remaining[0])
+    )
+    report = tracker.report()
+    assert report["status"] == "recovering"
+    assert report["recovery"]["changelog_records_remaining"] == 500
+    now[0] += 8
+    remaining[0] = 100
+    assert tracker.report()["status"] == "recovering"
+    now[0] += 11  # no record restored for 11 s > 10 s
+    assert tracker.report()["status"] == "stalled"
+    remaining[0] = 50
+    assert tracker.report()["status"] == "recovering"
