@@ -26,8 +26,14 @@ $(ASYNCAPI): tools/asyncapi/package-lock.json
 	npm ci --prefix tools/asyncapi --no-audit --no-fund --silent
 	@touch $@
 
+# kustomize, built from the API version pinned in tools/kustomize/go.mod (Go); tests/deploy renders with it.
+KUSTOMIZE := tools/kustomize/bin/kustomize
+$(KUSTOMIZE): tools/kustomize/go.mod tools/kustomize/go.sum tools/kustomize/main.go
+	@command -v go >/dev/null 2>&1 || { echo "error: go not found (install Go 1.26+)" >&2; exit 1; }
+	cd tools/kustomize && go build -o bin/kustomize .
+
 .PHONY: install
-install: $(BIN)/.installed $(ASYNCAPI) ## Create .venv and install the project with its dev tools
+install: $(BIN)/.installed $(ASYNCAPI) $(KUSTOMIZE) ## Create .venv and install the project with its dev tools
 
 .PHONY: run
 run: install ## Start Kafka, the registry, the ingress and the processors in the foreground (Ctrl-C stops all)

@@ -13,7 +13,16 @@ from pydantic import BaseModel
 from ingress.settings import IngressSettings
 from processors.settings import ProcessorSettings
 from schemas.settings import BridgeSettings
-from tests.deploy.render import KUBERNETES, Manifest, by_kind, containers, load_file, pod_spec
+from tests.deploy.render import (
+    KUBERNETES,
+    OVERLAYS,
+    Manifest,
+    by_kind,
+    containers,
+    load_file,
+    pod_spec,
+    render,
+)
 
 # A version clusters run now, and the newest the offline schemas know.
 KUBERNETES_VERSIONS = ["1.33.0", kubernetes_validate.latest_version()]
@@ -271,3 +280,26 @@ def topic_partitions(workloads: list[Manifest]) -> int:
     """The --partitions every topic is created with (the same in every initContainer)."""
     args = _topic_init_containers(workloads)[0]["args"]
     return int(args[args.index("--partitions") + 1])
+
+
+def test_the_ingress_object_serves_tls_for_its_host(workloads):
+    ingress = by_kind(workloads, "Ingress")["onoff-bridge-ingress"]
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    tls_hosts = {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
+    assert hosts and hosts <= tls_hosts
+    assert all(tls["secretName"] for tls in ingress["spec"]["tls"])
+
+
+def test_each_overlay_pins_its_own_image_and_kafka():
+    rendered = {env: render(OVERLAYS / env) for env in ("dev", "prod")}
+    images = {
+        env: {c["image"] for d in _deployments(m) for c in containers(d, init=True)}
+        for env, m in rendered.items()
+    }
+    assert images["dev"].isdisjoint(images["prod"]), images
+    # Prod pulls by digest, so a re-pushed tag cannot change what runs.
+    assert all("@sha256:" in image for image in images["prod"]), images["prod"]
+    bootstrap = {
+        env: _config(m)["ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS"] for env, m in rendered.items()
+    }
+    assert bootstrap["dev"] != bootstrap["prod"]
