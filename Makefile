@@ -31,9 +31,13 @@ KUSTOMIZE := tools/kustomize/bin/kustomize
 $(KUSTOMIZE): tools/kustomize/go.mod tools/kustomize/go.sum tools/kustomize/main.go
 	@command -v go >/dev/null 2>&1 || { echo "error: go not found (install Go 1.26+)" >&2; exit 1; }
 	cd tools/kustomize && go build -o bin/kustomize .
+# compose-go (pinned in tools/compose/go.mod): loads docker-compose.yml as `docker compose` does.
+COMPOSE_CHECK := tools/compose/bin/compose-check
+$(COMPOSE_CHECK): tools/compose/go.mod tools/compose/go.sum tools/compose/main.go
+	cd tools/compose && go build -o bin/compose-check .
 
 .PHONY: install
-install: $(BIN)/.installed $(ASYNCAPI) $(KUSTOMIZE) ## Create .venv and install the project with its dev tools
+install: $(BIN)/.installed $(ASYNCAPI) $(KUSTOMIZE) $(COMPOSE_CHECK) ## Create .venv and install the project with its dev tools
 
 .PHONY: run
 run: install ## Start Kafka, the registry, the ingress and the processors in the foreground (Ctrl-C stops all)
