@@ -315,3 +315,15 @@ def test_each_overlay_pins_its_own_image_and_kafka():
         env: _config(m)["ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS"] for env, m in rendered.items()
     }
     assert bootstrap["dev"] != bootstrap["prod"]
+
+
+def test_every_deployment_spreads_over_zones_and_nodes(workloads):
+    for deployment in _deployments(workloads):
+        labels = _template_labels(workloads, deployment["metadata"]["name"])
+        spread = pod_spec(deployment)["topologySpreadConstraints"]  # type: ignore[index]
+        keys = {c["topologyKey"] for c in spread}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, _label(deployment)
+        for constraint in spread:
+            # A selector that matches no pod of this Deployment spreads nothing.
+            assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+            assert constraint["maxSkew"] == 1
