@@ -327,3 +327,17 @@ def test_every_deployment_spreads_over_zones_and_nodes(workloads):
             # A selector that matches no pod of this Deployment spreads nothing.
             assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
             assert constraint["maxSkew"] == 1
+
+
+def test_kafka_and_registry_egress_goes_to_their_namespace_only(workloads):
+    policy = by_kind(workloads, "NetworkPolicy")["onoff-bridge-egress-kafka"]
+    ports = {9092, 8081}
+    rules = [r for r in policy["spec"]["egress"] if {p["port"] for p in r["ports"]} & ports]
+    assert rules
+    config = _config(workloads)
+    for rule in rules:
+        # A rule without `to:` would let every pod reach these ports anywhere.
+        [peer] = rule["to"]
+        namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for key in ("ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL"):
+            assert f".{namespace}.svc" in config[key], key
