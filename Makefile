@@ -26,8 +26,18 @@ $(ASYNCAPI): tools/asyncapi/package-lock.json
 	npm ci --prefix tools/asyncapi --no-audit --no-fund --silent
 	@touch $@
 
+# kustomize, built from the API version pinned in tools/kustomize/go.mod (Go); tests/deploy renders with it.
+KUSTOMIZE := tools/kustomize/bin/kustomize
+$(KUSTOMIZE): tools/kustomize/go.mod tools/kustomize/go.sum tools/kustomize/main.go
+	@command -v go >/dev/null 2>&1 || { echo "error: go not found (install Go 1.26+)" >&2; exit 1; }
+	cd tools/kustomize && go build -o bin/kustomize .
+# compose-go (pinned in tools/compose/go.mod): loads docker-compose.yml as `docker compose` does.
+COMPOSE_CHECK := tools/compose/bin/compose-check
+$(COMPOSE_CHECK): tools/compose/go.mod tools/compose/go.sum tools/compose/main.go
+	cd tools/compose && go build -o bin/compose-check .
+
 .PHONY: install
-install: $(BIN)/.installed $(ASYNCAPI) ## Create .venv and install the project with its dev tools
+install: $(BIN)/.installed $(ASYNCAPI) $(KUSTOMIZE) $(COMPOSE_CHECK) ## Create .venv and install the project with its dev tools
 
 .PHONY: run
 run: install ## Start Kafka, the registry, the ingress and the processors in the foreground (Ctrl-C stops all)

@@ -1,13 +1,12 @@
-"""A small kustomize: what `kubectl apply -k` would send, for the features our kustomizations use.
+"""What `kubectl apply -k` would send, rendered by the real kustomize (`make install` builds it).
 
-Supports `resources` (files and directories holding a kustomization), `namespace`,
-`images` (newName, newTag, digest) and `configMapGenerator` with `files` and
-`options` (labels, disableNameSuffixHash). Anything else in a kustomization is an
-error, so a feature added there must be added here before the tests trust it.
+tools/kustomize wraps the kustomize API pinned in its go.mod, so the tests read the
+renderer's own output (patches, images, namespace, generators) rather than an imitation.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
+OVERLAYS = ROOT / "deploy" / "overlays"
 MONITORING = ROOT / "deploy" / "monitoring"
-
-SUPPORTED = {"apiVersion", "kind", "namespace", "resources", "images", "configMapGenerator"}
-# Kinds that live outside any namespace (kustomize leaves them alone).
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+KUSTOMIZE = ROOT / "tools" / "kustomize" / "bin" / "kustomize"
 
 Manifest = dict[str, Any]
 
@@ -29,41 +26,16 @@ def load_file(path: Path) -> list[Manifest]:
 
 
 def render(directory: Path) -> list[Manifest]:
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unsupported = set(kustomization) - SUPPORTED
-    assert not unsupported, f"{directory}: render.py does not know {sorted(unsupported)}"
-    manifests: list[Manifest] = []
-    for entry in kustomization.get("resources", []):
-        path = (directory / entry).resolve()
-        manifests += render(path) if path.is_dir() else load_file(path)
-    for generator in kustomization.get("configMapGenerator", []):
-        options = generator.get("options", {})
-        assert options.get("disableNameSuffixHash"), "render.py does not compute name hashes"
-        data = {Path(f).name: (directory / f).read_text() for f in generator.get("files", [])}
-        metadata = {"name": generator["name"], "labels": dict(options.get("labels", {}))}
-        manifests.append(
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-        )
-    namespace = kustomization.get("namespace")
-    if namespace:
-        for manifest in manifests:
-            if manifest["kind"] not in CLUSTER_SCOPED:
-                manifest["metadata"]["namespace"] = namespace
-    for image in kustomization.get("images", []):
-        for manifest in manifests:
-            for container in containers(manifest, init=True):
-                if container["image"].split("@")[0].split(":")[0] == image["name"]:
-                    container["image"] = _image_reference(image)
-    return manifests
-
-
-def _image_reference(image: dict[str, str]) -> str:
-    reference = image.get("newName", image["name"])
-    if "newTag" in image:
-        reference += f":{image['newTag']}"
-    if "digest" in image:
-        reference += f"@{image['digest']}"
-    return reference
+    assert KUSTOMIZE.exists(), f"{KUSTOMIZE} is missing: run `make install`"
+    result = subprocess.run(
+        [str(KUSTOMIZE), "build", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
 
 
 def pod_spec(manifest: Manifest) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from tests.deploy.render import ROOT
+from tests.deploy.test_kubernetes import SETTINGS, UPCOMING_SETTINGS
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROCESSORS = ["dedupe", "recordings", "metrics"]
@@ -97,3 +98,62 @@ def test_compose_runs_each_processor_as_a_restarting_health_checked_service():
             assert service["command"] == ["worker", name]
     assert len(published) == 4
     assert "processors" not in services
+
+
+def _compose_variables() -> set[str]:
+    """Every variable a compose service sets (mapping or `NAME=value` list form)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    names: set[str] = set()
+    for service in services.values():
+        environment = service.get("environment", {})
+        if isinstance(environment, list):
+            names |= {item.partition("=")[0] for item in environment}
+        else:
+            names |= set(environment)
+    return names
+
+
+def _dockerfile_variables() -> set[str]:
+    names: set[str] = set()
+    for instruction, argument in _instructions():
+        if instruction == "ENV":
+            names |= set(re.findall(r"(?:^|\s)([A-Z][A-Z0-9_]*)=", argument))
+    return names
+
+
+def test_every_onoff_bridge_variable_compose_and_the_image_set_is_a_real_setting():
+    names = _compose_variables() | _dockerfile_variables()
+    ours = {n for n in names if n.startswith("ONOFF_BRIDGE_")}
+    # The extraction must see the compose file's bridge settings, or the check is empty.
+    assert {"ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "ONOFF_BRIDGE_API_KEY"} <= ours, ours
+    assert ours - SETTINGS - UPCOMING_SETTINGS == set()
+
+
+COMPOSE_CHECK = ROOT / "tools" / "compose" / "bin" / "compose-check"
+
+
+def _compose_check(path: Path) -> subprocess.CompletedProcess[str]:
+    assert COMPOSE_CHECK.exists(), f"{COMPOSE_CHECK} is missing: run `make install`"
+    return subprocess.run(
+        [str(COMPOSE_CHECK), str(path), "ONOFF_BRIDGE_API_KEY=placeholder"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_compose_file_follows_the_compose_specification():
+    result = _compose_check(ROOT / "docker-compose.yml")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert int(result.stdout) == len(services)
+
+
+def test_the_compose_check_rejects_a_misspelt_key(tmp_path):
+    text = (ROOT / "docker-compose.yml").read_text().replace("healthcheck:", "healthchek:", 1)
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text)
+    result = _compose_check(broken)
+    assert result.returncode == 1
+    assert "healthchek" in result.stderr

@@ -13,7 +13,16 @@ from pydantic import BaseModel
 from ingress.settings import IngressSettings
 from processors.settings import ProcessorSettings
 from schemas.settings import BridgeSettings
-from tests.deploy.render import KUBERNETES, Manifest, by_kind, containers, load_file, pod_spec
+from tests.deploy.render import (
+    KUBERNETES,
+    OVERLAYS,
+    Manifest,
+    by_kind,
+    containers,
+    load_file,
+    pod_spec,
+    render,
+)
 
 # A version clusters run now, and the newest the offline schemas know.
 KUBERNETES_VERSIONS = ["1.33.0", kubernetes_validate.latest_version()]
@@ -49,6 +58,11 @@ def _deployments(workloads: list[Manifest]) -> list[Manifest]:
     return list(by_kind(workloads, "Deployment").values())
 
 
+def _pods(workloads: list[Manifest]) -> list[Manifest]:
+    """Every object that runs a pod (the Deployments and the topics Job)."""
+    return [m for m in workloads if pod_spec(m) is not None]
+
+
 def test_the_base_holds_a_deployment_per_part(workloads):
     deployments = by_kind(workloads, "Deployment")
     names = {f"onoff-bridge-{p}" for p in PROCESSORS} | {"onoff-bridge-ingress"}
@@ -66,7 +80,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(workloads, vers
 
 
 def test_every_pod_is_isolated_from_service_links_and_the_api(workloads):
-    for deployment in _deployments(workloads):
+    assert len(_pods(workloads)) == 5  # ingress, three processors, the topics Job
+    for deployment in _pods(workloads):
         spec = pod_spec(deployment)
         assert spec is not None
         assert spec.get("enableServiceLinks") is False, _label(deployment)
@@ -74,7 +89,7 @@ def test_every_pod_is_isolated_from_service_links_and_the_api(workloads):
 
 
 def test_every_pod_runs_restricted(workloads):
-    for deployment in _deployments(workloads):
+    for deployment in _pods(workloads):
         spec = pod_spec(deployment)
         assert spec is not None
         pod = spec["securityContext"]
@@ -91,7 +106,7 @@ def test_every_pod_runs_restricted(workloads):
 
 
 def test_a_read_only_root_leaves_tmp_and_the_data_dir_writable(workloads):
-    for deployment in _deployments(workloads):
+    for deployment in _pods(workloads):
         spec = pod_spec(deployment)
         assert spec is not None
         empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
@@ -105,7 +120,7 @@ def test_a_read_only_root_leaves_tmp_and_the_data_dir_writable(workloads):
 
 
 def test_every_container_has_requests_and_a_memory_limit(workloads):
-    for deployment in _deployments(workloads):
+    for deployment in _pods(workloads):
         for container in containers(deployment, init=True):
             resources = container["resources"]
             assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
@@ -126,7 +141,7 @@ def test_every_service_has_probes_and_processors_a_startup_probe(workloads):
 
 
 def test_images_are_pinned(workloads):
-    for deployment in _deployments(workloads):
+    for deployment in _pods(workloads):
         for container in containers(deployment, init=True):
             image = container["image"]
             tag = image.split("/")[-1].partition(":")[2]
@@ -167,17 +182,31 @@ def test_every_processor_has_a_service_for_its_web_port(workloads):
         assert {"name": "web", "port": 6066, "targetPort": "web"} in service["spec"]["ports"]
 
 
-def test_topics_are_created_before_any_part_starts(workloads):
+def test_topics_are_set_up_by_one_job_with_its_own_admin_user(workloads):
+    # Only the Job may create topics: no part carries the set-up (or its Kafka rights).
     for deployment in _deployments(workloads):
         init = pod_spec(deployment).get("initContainers", [])  # type: ignore[union-attr]
-        assert [c["args"][:2] for c in init] == [["topics", "create"]], _label(deployment)
-    assert len({tuple(c["args"]) for c in _topic_init_containers(workloads)}) == 1
+        assert not any("topics" in c.get("args", []) for c in init), _label(deployment)
+        for container in containers(deployment):
+            assert container["args"][:1] != ["topics"], _label(deployment)
+    [job] = by_kind(workloads, "Job").values()
+    [container] = containers(job)
+    assert container["args"][:2] == ["topics", "apply"]
+    assert pod_spec(job)["restartPolicy"] in {"OnFailure", "Never"}  # type: ignore[index]
+    users = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container["env"]
+        if e["name"].startswith("ONOFF_BRIDGE_KAFKA__SASL_")
+    }
+    assert set(users.values()) == {"onoff-bridge-kafka-admin"}, users
+    # A finished Job must go away, or the next release's apply hits its immutable template.
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
 
 
 def test_every_onoff_bridge_variable_is_a_real_setting(workloads):
     configmaps = by_kind(workloads, "ConfigMap")
     names = {n for cm in configmaps.values() for n in cm["data"]}
-    for deployment in _deployments(workloads):
+    for deployment in _pods(workloads):
         for container in containers(deployment, init=True):
             names |= {e["name"] for e in container.get("env", [])}
     for secret in load_file(KUBERNETES / "secrets.example.yaml"):
@@ -191,7 +220,7 @@ def test_every_onoff_bridge_variable_is_a_real_setting(workloads):
 def test_every_referenced_configmap_and_secret_exists(workloads):
     configmaps = set(by_kind(workloads, "ConfigMap"))
     secrets = {s["metadata"]["name"] for s in load_file(KUBERNETES / "secrets.example.yaml")}
-    for deployment in _deployments(workloads):
+    for deployment in _pods(workloads):
         for container in containers(deployment, init=True):
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
@@ -258,16 +287,57 @@ def _template_labels(workloads: list[Manifest], deployment: str) -> dict[str, st
     return labels
 
 
-def _topic_init_containers(workloads: list[Manifest]) -> list[dict[str, Any]]:
-    return [
-        c
-        for d in _deployments(workloads)
-        for c in pod_spec(d).get("initContainers", [])  # type: ignore[union-attr]
-        if c["args"][:2] == ["topics", "create"]
-    ]
-
-
 def topic_partitions(workloads: list[Manifest]) -> int:
-    """The --partitions every topic is created with (the same in every initContainer)."""
-    args = _topic_init_containers(workloads)[0]["args"]
+    """The --partitions the topics Job creates every keyed topic with."""
+    [job] = by_kind(workloads, "Job").values()
+    args = containers(job)[0]["args"]
     return int(args[args.index("--partitions") + 1])
+
+
+def test_the_ingress_object_serves_tls_for_its_host(workloads):
+    ingress = by_kind(workloads, "Ingress")["onoff-bridge-ingress"]
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    tls_hosts = {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
+    assert hosts and hosts <= tls_hosts
+    assert all(tls["secretName"] for tls in ingress["spec"]["tls"])
+
+
+def test_each_overlay_pins_its_own_image_and_kafka():
+    rendered = {env: render(OVERLAYS / env) for env in ("dev", "prod")}
+    images = {
+        env: {c["image"] for d in _deployments(m) for c in containers(d, init=True)}
+        for env, m in rendered.items()
+    }
+    assert images["dev"].isdisjoint(images["prod"]), images
+    # Prod pulls by digest, so a re-pushed tag cannot change what runs.
+    assert all("@sha256:" in image for image in images["prod"]), images["prod"]
+    bootstrap = {
+        env: _config(m)["ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS"] for env, m in rendered.items()
+    }
+    assert bootstrap["dev"] != bootstrap["prod"]
+
+
+def test_every_deployment_spreads_over_zones_and_nodes(workloads):
+    for deployment in _deployments(workloads):
+        labels = _template_labels(workloads, deployment["metadata"]["name"])
+        spread = pod_spec(deployment)["topologySpreadConstraints"]  # type: ignore[index]
+        keys = {c["topologyKey"] for c in spread}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, _label(deployment)
+        for constraint in spread:
+            # A selector that matches no pod of this Deployment spreads nothing.
+            assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+            assert constraint["maxSkew"] == 1
+
+
+def test_kafka_and_registry_egress_goes_to_their_namespace_only(workloads):
+    policy = by_kind(workloads, "NetworkPolicy")["onoff-bridge-egress-kafka"]
+    ports = {9092, 8081}
+    rules = [r for r in policy["spec"]["egress"] if {p["port"] for p in r["ports"]} & ports]
+    assert rules
+    config = _config(workloads)
+    for rule in rules:
+        # A rule without `to:` would let every pod reach these ports anywhere.
+        [peer] = rule["to"]
+        namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for key in ("ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL"):
+            assert f".{namespace}.svc" in config[key], key
