@@ -15,14 +15,12 @@ Everything has its own folder and ports, so it runs beside the single-broker sta
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from onoff_bridge.localstack.errors import PortInUseError, ServiceStartError
 from onoff_bridge.localstack.fetch import fetch_kafka, fetch_registry
 from onoff_bridge.localstack.process import ManagedProcess
-from onoff_bridge.localstack.services import RegistryService, port_open
+from onoff_bridge.localstack.services import (
+    RegistryService,
+    cluster_id_argument,
+    new_cluster_id,
+    port_open,
+)
 from onoff_bridge.localstack.settings import _DEFAULT_DEPLOY_DIR, StackSettings
 from onoff_bridge.localstack.tls import TlsFiles, make_certificates
 from onoff_bridge.localstack.toolchain import find_java, find_mvn
@@ -234,7 +237,7 @@ class SecureStack:
         path = self._data / "cluster-id"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+            path.write_text(new_cluster_id())
         return path.read_text().strip()
 
     def _config_file(self, n: int) -> Path:
@@ -318,8 +321,7 @@ class SecureStack:
                 f"{libs.resolve()}/*",
                 "kafka.tools.StorageTool",
                 "format",
-                "--cluster-id",
-                cluster_id,
+                cluster_id_argument(cluster_id),
                 "--config",
                 str(config),
                 "--add-scram",

@@ -15,6 +15,17 @@ from onoff_bridge.localstack.errors import FetchError, ServiceStartError
 from onoff_bridge.localstack.settings import StackSettings
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64 without padding, as Kafka writes it."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def cluster_id_argument(cluster_id: str) -> str:
+    # One id in 64 starts with '-', which kafka-storage's parser takes for an option
+    # when it stands alone ("argument --cluster-id/-t: expected one argument").
+    return f"--cluster-id={cluster_id}"
+
+
 class Service(Protocol):
     name: str
     ports: tuple[int, ...]
@@ -77,14 +88,12 @@ class KafkaService:
         )
         if not (self._data / "meta.properties").exists():
             self._data.mkdir(parents=True, exist_ok=True)
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             result = subprocess.run(
                 [
                     *self._java_prefix(),
                     "kafka.tools.StorageTool",
                     "format",
-                    "--cluster-id",
-                    cluster_id,
+                    cluster_id_argument(new_cluster_id()),
                     "--config",
                     str(self._config),
                 ],
@@ -93,7 +102,10 @@ class KafkaService:
                 check=False,
             )
             if result.returncode != 0:
-                raise ServiceStartError(f"formatting Kafka storage failed: {result.stdout[-500:]}")
+                said = (result.stderr.strip() or result.stdout.strip())[-800:]
+                raise ServiceStartError(
+                    f"formatting Kafka storage failed (exit {result.returncode}): {said}"
+                )
 
     def command(self) -> list[str]:
         return [*self._java_prefix(), "kafka.Kafka", str(self._config)]
