@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import time
@@ -66,10 +67,18 @@ def object_key(prefix: str, day: date, call_id: str, kind: str, sha256: str, ext
     return "/".join(part for part in parts if part)
 
 
+_MAX_SEGMENT = 200
+
+
 def path_segment(text: str) -> str:
     """`text` as one safe path segment: the call id is untrusted ("../..", "a/b")."""
     escaped = quote(text, safe="").replace(".", "%2E").replace("~", "%7E")
-    return escaped[:200] or "_"
+    if escaped and len(escaped) <= _MAX_SEGMENT:
+        return escaped
+    # Escaping never leaves a '~', so a segment with one cannot be another id's escape:
+    # empty and overlong ids stay distinct from every other id.
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"{escaped[: _MAX_SEGMENT - 33]}~{digest}"
 
 
 def extension_for(content_type: str, url: str) -> str:

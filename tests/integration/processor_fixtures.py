@@ -110,6 +110,20 @@ class Worker:
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2).text
 
+    def processed(self) -> float:
+        """How many source records the worker has finished, whatever their outcome."""
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in self.metrics().splitlines()
+            if line.startswith("onoff_processor_records_total{")
+        )
+
+    def wait_processed(self, count: int, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while (done := self.processed()) < count:
+            assert time.monotonic() < deadline, f"{done} of {count} records processed"
+            time.sleep(0.2)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from processors.recordings.fetch import redact
 from processors.recordings.storage import extension_for, object_key, path_segment
@@ -31,7 +33,28 @@ def test_an_untrusted_call_id_stays_one_segment(call_id: str) -> None:
 
 
 def test_distinct_call_ids_stay_distinct() -> None:
-    assert path_segment("a/b") != path_segment("a_b") != path_segment("a%2Fb")
+    long = "/" * 100
+    ids = [
+        "a/b",
+        "a_b",
+        "a%2Fb",
+        "a%2fb",
+        "a.b",
+        "a%2Eb",
+        "a~b",
+        "a%7Eb",
+        "",
+        "_",
+        long,
+        long + "x",
+    ]
+    assert len({path_segment(i) for i in ids}) == len(ids)
+
+
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_the_segment_of_a_call_id_is_its_own(first: str, second: str) -> None:
+    assume(first != second)
+    assert path_segment(first) != path_segment(second)
 
 
 @pytest.mark.parametrize(
