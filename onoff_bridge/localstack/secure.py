@@ -278,8 +278,9 @@ class SecureStack:
             f"advertised.listeners=SASL_SSL://{s.host}:{client},INTERNAL://{s.host}:{internal}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=INTERNAL",
-            "listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,"
-            "CONTROLLER:PLAINTEXT",
+            # Replication and the KRaft quorum run over TLS too, as on a production cluster;
+            # brokers authenticate each other's certificate against the stack's CA.
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
             f"sasl.enabled.mechanisms={MECHANISM}",
             f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config="
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
@@ -288,6 +289,8 @@ class SecureStack:
             f"ssl.keystore.password={secrets_['keystore']}",
             f"ssl.key.password={secrets_['keystore']}",
             "ssl.client.auth=none",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca.resolve()}",
             f"log.dirs={data.resolve()}",
             "num.partitions=1",
             "default.replication.factor=3",
