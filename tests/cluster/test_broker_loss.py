@@ -1,8 +1,9 @@
 """One broker SIGKILLed under a steady load and started again: nothing answered 200 is lost.
 
 Onoff retries until it gets a 2xx, so the sender here does too. Every request
-answered 200 must be in onoff.cdr.raw; dedupe keeps going and onoff.calls holds
-versions 1..n of each call without a gap, any repeated version identical.
+answered 200 must be in onoff.cdr.raw; dedupe and metrics keep going, onoff.calls
+holds versions 1..n of each call without a gap, any repeated version identical,
+and the metrics count every call once.
 """
 
 from __future__ import annotations
@@ -105,7 +106,14 @@ def test_a_killed_broker_loses_no_acknowledged_delivery_and_no_version(
             tmp_path / "ingress.log",
             f"http://127.0.0.1:{ingress_port}/readyz",
         )
-        running += [dedupe, ingress]
+        metrics_port = free_port()
+        metrics = spawn(
+            ["worker", "metrics"],
+            env | {"ONOFF_BRIDGE_WEB_PORT": str(metrics_port)},
+            tmp_path / "metrics.log",
+            f"http://127.0.0.1:{metrics_port}/healthz",
+        )
+        running += [dedupe, metrics, ingress]
         for child in running:
             child.wait_healthy()
         sender = Sender(f"http://127.0.0.1:{ingress_port}/v1/onoff/cdr", layout.app_id_prefix)
@@ -152,5 +160,25 @@ def test_a_killed_broker_loses_no_acknowledged_delivery_and_no_version(
             assert versions == list(range(1, VERSIONS + 1)), (call_id, versions)
         for copies in by_version.values():
             assert all(copy == copies[0] for copy in copies[1:]), "a repeated version differs"
-        assert dedupe.process.poll() is None, dedupe.tail()
-        assert ingress.process.poll() is None, ingress.tail()
+
+        # Every call is the same user's, started in the same hour: one hour and one day
+        # window, each counting every call once, through the loss of a replica of the
+        # metrics tables' changelogs and of their internal topic.
+        def final_windows() -> dict[str, dict[str, Any]]:
+            latest: dict[str, dict[str, Any]] = {}
+            for record in decode(
+                stack_registry,
+                SchemaName.USER_CALL_METRICS,
+                topics.user_call_metrics,
+                read_all(config, topics.user_call_metrics),
+            ):
+                latest[f"{record['granularity']}/{record['windowStart']}"] = record
+            counted = [w["callsTotal"] for w in latest.values()]
+            return latest if sorted(counted) == [CALLS, CALLS] else {}
+
+        windows = wait_until(final_windows, 120, 2)
+        assert windows, "the metrics did not count every call once"
+        assert {w["granularity"] for w in windows.values()} == {"hour", "day"}
+        assert all(w["answered"] == CALLS for w in windows.values())
+        for child in running:
+            assert child.process.poll() is None, child.tail()
