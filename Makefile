@@ -70,9 +70,10 @@ typecheck: install ## mypy --strict on the packages; tests with check_untyped_de
 	$(BIN)/mypy
 	$(BIN)/mypy tests
 
-.PHONY: validate-deploy
-validate-deploy: install ## Validate the Dockerfile, compose file, Kubernetes manifests, alerts and dashboard (offline)
+.PHONY: deploy-check validate-deploy
+deploy-check: install ## Validate the Dockerfile, compose file, Kubernetes manifests, alerts and dashboard (offline; make test runs it too)
 	$(BIN)/pytest -v tests/deploy
+validate-deploy: deploy-check
 
 .PHONY: stack-up
 stack-up: install ## Start the local Kafka and registry (no Docker) and write var/stack.env

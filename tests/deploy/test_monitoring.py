@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 
 import promql_parser
 import pytest
 
-from tests.deploy.crds import PrometheusRule
-from tests.deploy.render import MONITORING, ROOT, Manifest, by_kind
+from tests.deploy.promql import (
+    EXTERNAL_METRICS,
+    METRIC_NAME,
+    alert_exprs,
+    dashboard_exprs,
+    grafana_free,
+)
+from tests.deploy.render import MONITORING, ROOT, by_kind
 
 METRIC_MODULES = [
     "ingress/metrics.py",
     "processors/progress.py",
     "processors/recordings/metrics.py",
 ]
-# Not ours: Prometheus's own scrape health, and kube-state-metrics' restart counter.
-EXTERNAL_METRICS = {"up", "kube_pod_container_status_restarts_total"}
 # The suffixes prometheus-client exposes for each metric type.
 SUFFIXES = {
     "Counter": ["_total", "_created"],
@@ -27,8 +30,6 @@ SUFFIXES = {
     "Histogram": ["_bucket", "_sum", "_count", "_created"],
     "Summary": ["", "_sum", "_count", "_created"],
 }
-# Every onoff_/kube_ word is a metric (label values use hyphens: job="onoff-bridge-...").
-METRIC_NAME = re.compile(r"\b(onoff_[a-z0-9_]+|kube_[a-z0-9_]+|up(?=\{))\b")
 
 
 def exposed_metric_names() -> set[str]:
@@ -49,25 +50,6 @@ def exposed_metric_names() -> set[str]:
     return names
 
 
-def _rules(monitoring: list[Manifest]) -> list[tuple[str, str]]:
-    rule = PrometheusRule.model_validate(by_kind(monitoring, "PrometheusRule")["onoff-bridge"])
-    return [(r.alert, r.expr) for g in rule.spec.groups for r in g.rules]
-
-
-def _dashboard_exprs() -> list[tuple[str, str]]:
-    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
-    return [
-        (panel["title"], target["expr"])
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-    ]
-
-
-def _grafana_free(expr: str) -> str:
-    # Grafana's variables, as Grafana substitutes them before the query reaches Prometheus.
-    return expr.replace("$__rate_interval", "5m").replace("$namespace", "onoff-bridge")
-
-
 def test_the_code_defines_the_metrics_we_expect():
     names = exposed_metric_names()
     assert {"onoff_ingress_requests_total", "onoff_processor_lag"} <= names
@@ -76,11 +58,11 @@ def test_the_code_defines_the_metrics_we_expect():
 
 @pytest.mark.parametrize("source", ["alerts", "dashboard"])
 def test_every_expression_parses_and_uses_only_metrics_the_code_defines(monitoring, source):
-    exprs = _rules(monitoring) if source == "alerts" else _dashboard_exprs()
+    exprs = alert_exprs(monitoring) if source == "alerts" else dashboard_exprs()
     assert exprs
     known = exposed_metric_names() | EXTERNAL_METRICS
     for name, expr in exprs:
-        promql = _grafana_free(expr)
+        promql = grafana_free(expr)
         promql_parser.parse(promql)  # raises ValueError on a syntax error
         used = set(METRIC_NAME.findall(promql))
         assert used, f"{name}: no metric found in {expr!r}"
@@ -93,7 +75,7 @@ def test_the_parser_rejects_broken_promql():
 
 
 def test_the_alerts_cover_what_an_sre_is_paged_for(monitoring):
-    exprs = " ".join(expr for _, expr in _rules(monitoring))
+    exprs = " ".join(expr for _, expr in alert_exprs(monitoring))
     for needle in [
         "onoff_processor_lag",  # lag growing
         "onoff_processor_seconds_since_progress",  # stalled processor...
@@ -106,7 +88,7 @@ def test_the_alerts_cover_what_an_sre_is_paged_for(monitoring):
         "histogram_quantile(0.99",  # ingress p99
     ]:
         assert needle in exprs, needle
-    stalled = dict(_rules(monitoring))["OnoffBridgeProcessorStalled"]
+    stalled = dict(alert_exprs(monitoring))["OnoffBridgeProcessorStalled"]
     assert "onoff_processor_lag > 0" in stalled  # ...while records wait
 
 
