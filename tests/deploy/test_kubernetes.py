@@ -16,6 +16,7 @@ from schemas.settings import BridgeSettings
 from tests.deploy.render import (
     KUBERNETES,
     OVERLAYS,
+    ROOT,
     Manifest,
     by_kind,
     containers,
@@ -341,3 +342,20 @@ def test_kafka_and_registry_egress_goes_to_their_namespace_only(workloads):
         namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
         for key in ("ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS", "ONOFF_BRIDGE_SCHEMA_REGISTRY_URL"):
             assert f".{namespace}.svc" in config[key], key
+
+
+def test_every_deploy_path_the_readme_shows_is_one_these_tests_check():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    shown = set(re.findall(r"\bdeploy/[\w./-]*\w", section))
+    checked = {
+        "deploy/kubernetes",
+        "deploy/overlays/dev",
+        "deploy/overlays/prod",
+        "deploy/monitoring",
+        "deploy/kubernetes/secrets.example.yaml",
+        "deploy/Dockerfile",
+    }
+    assert {"deploy/overlays/prod", "deploy/monitoring"} <= shown
+    assert shown <= checked, sorted(shown - checked)
+    assert all((ROOT / path).exists() for path in shown)
