@@ -28,13 +28,13 @@ def test_every_crd_object_has_the_fields_its_crd_takes(workloads, monitoring):
 
 
 def test_each_processor_scales_on_the_lag_of_its_own_group_and_topic(workloads):
-    deployments = by_kind(workloads, "Deployment")
+    deployments = by_kind(workloads, "StatefulSet")
     scaled = {so.spec.scale_target_ref.name: so for so in _scaled_objects(workloads)}
     assert set(scaled) == {f"onoff-bridge-{p}" for p in PROCESSORS}
     prefix = ProcessorSettings().app_id_prefix
     for name, so in scaled.items():
         target = so.spec.scale_target_ref
-        assert (target.api_version, target.kind) == ("apps/v1", "Deployment")
+        assert (target.api_version, target.kind) == ("apps/v1", "StatefulSet")
         worker = pod_spec(deployments[name])["containers"][0]  # type: ignore[index]
         assert worker["args"][0] == "worker"
         processor = worker["args"][1]
@@ -54,7 +54,7 @@ def test_keda_reads_a_new_groups_backlog_and_never_exceeds_the_partitions(worklo
 
 
 def test_keda_takes_the_brokers_from_the_workers_environment(workloads):
-    deployments = by_kind(workloads, "Deployment")
+    deployments = by_kind(workloads, "StatefulSet")
     configmaps = by_kind(workloads, "ConfigMap")
     for so in _scaled_objects(workloads):
         worker = pod_spec(deployments[so.spec.scale_target_ref.name])["containers"][0]  # type: ignore[index]

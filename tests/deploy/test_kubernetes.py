@@ -56,7 +56,12 @@ def _label(manifest: Manifest) -> str:
 
 
 def _deployments(workloads: list[Manifest]) -> list[Manifest]:
-    return list(by_kind(workloads, "Deployment").values())
+    """The long-running workloads: the ingress Deployment and the processors' StatefulSets."""
+    return list(_workloads_by_name(workloads).values())
+
+
+def _workloads_by_name(workloads: list[Manifest]) -> dict[str, Manifest]:
+    return by_kind(workloads, "Deployment") | by_kind(workloads, "StatefulSet")
 
 
 def _pods(workloads: list[Manifest]) -> list[Manifest]:
@@ -64,10 +69,25 @@ def _pods(workloads: list[Manifest]) -> list[Manifest]:
     return [m for m in workloads if pod_spec(m) is not None]
 
 
-def test_the_base_holds_a_deployment_per_part(workloads):
-    deployments = by_kind(workloads, "Deployment")
-    names = {f"onoff-bridge-{p}" for p in PROCESSORS} | {"onoff-bridge-ingress"}
-    assert set(deployments) == names
+def test_the_base_holds_a_workload_per_part(workloads):
+    assert set(by_kind(workloads, "Deployment")) == {"onoff-bridge-ingress"}
+    assert set(by_kind(workloads, "StatefulSet")) == {f"onoff-bridge-{p}" for p in PROCESSORS}
+
+
+def test_each_processor_keeps_its_tables_on_a_volume_of_its_own(workloads):
+    services = by_kind(workloads, "Service")
+    for name, statefulset in by_kind(workloads, "StatefulSet").items():
+        spec = statefulset["spec"]
+        assert spec["serviceName"] == name and name in services
+        [claim] = spec["volumeClaimTemplates"]
+        assert claim["metadata"]["name"] == "data"
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+        worker = pod_spec(statefulset)["containers"][0]  # type: ignore[index]
+        assert {"name": "data", "mountPath": "/data"} in worker["volumeMounts"]
+        assert _env(workloads, worker)["ONOFF_BRIDGE_STORE"] == "rocksdb"
+        # KEDA adds pods all at once; a scaled-down pod's volume goes with it.
+        assert spec["podManagementPolicy"] == "Parallel"
+        assert spec["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -111,11 +131,12 @@ def test_a_read_only_root_leaves_tmp_and_the_data_dir_writable(workloads):
         spec = pod_spec(deployment)
         assert spec is not None
         empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        claims = {c["metadata"]["name"] for c in deployment["spec"].get("volumeClaimTemplates", [])}
         main = spec["containers"][0]
         mounts = {m["mountPath"]: m["name"] for m in main.get("volumeMounts", [])}
         assert mounts.get("/tmp") in empty_dirs, _label(deployment)
         if main["args"][0] == "worker":
-            assert mounts.get("/data") in empty_dirs, _label(deployment)
+            assert mounts.get("/data") in empty_dirs | claims, _label(deployment)
             data_dir = _env(workloads, main)["ONOFF_BRIDGE_DATA_DIR"]
             assert data_dir.startswith("/data/"), _label(deployment)
 
@@ -156,7 +177,7 @@ def test_autoscaled_deployments_fix_no_replica_count(workloads):
         for m in workloads
         if m["kind"] == "HorizontalPodAutoscaler"
     }
-    assert scaled == set(by_kind(workloads, "Deployment"))
+    assert scaled == set(_workloads_by_name(workloads))
     for deployment in _deployments(workloads):
         assert "replicas" not in deployment["spec"], _label(deployment)
 
@@ -282,7 +303,7 @@ def _example_secret(name: str) -> Manifest:
 
 
 def _template_labels(workloads: list[Manifest], deployment: str) -> dict[str, str]:
-    labels: dict[str, str] = by_kind(workloads, "Deployment")[deployment]["spec"]["template"][
+    labels: dict[str, str] = _workloads_by_name(workloads)[deployment]["spec"]["template"][
         "metadata"
     ]["labels"]
     return labels
