@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ROOT / "deploy" / "overlays"
-MONITORING = ROOT / "deploy" / "monitoring"
+MONITORING = ROOT / "deploy" / "observability"
 KUSTOMIZE = ROOT / "tools" / "kustomize" / "bin" / "kustomize"
 
 Manifest = dict[str, Any]

@@ -373,10 +373,10 @@ def test_every_deploy_path_the_readme_shows_is_one_these_tests_check():
         "deploy/kubernetes",
         "deploy/overlays/dev",
         "deploy/overlays/prod",
-        "deploy/monitoring",
+        "deploy/observability",
         "deploy/kubernetes/secrets.example.yaml",
         "deploy/Dockerfile",
     }
-    assert {"deploy/overlays/prod", "deploy/monitoring"} <= shown
+    assert {"deploy/overlays/prod", "deploy/observability"} <= shown
     assert shown <= checked, sorted(shown - checked)
     assert all((ROOT / path).exists() for path in shown)

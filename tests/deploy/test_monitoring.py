@@ -84,6 +84,7 @@ def test_the_alerts_cover_what_an_sre_is_paged_for(monitoring):
         'outcome="deadlettered"',  # processors' dead letters
         "onoff_ingress_quarantined_total",  # ingress' dead letters
         'status="failed"',  # recordings failing
+        'status="expired"',  # recordings lost to expired links
         "kube_pod_container_status_restarts_total",  # restarts
         "histogram_quantile(0.99",  # ingress p99
     ]:
@@ -102,6 +103,7 @@ def test_the_dashboard_has_the_panels_issue_11_lists():
         "Records per outcome",
         "Dead letters",
         "Recordings by final status",
+        "Metrics: call versions and window updates",
     } <= titles
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
