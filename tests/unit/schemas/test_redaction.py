@@ -16,7 +16,7 @@ VALUES = ("33612345678", "+33", "12 34", "ada.moreau", "Ada Moreau", "Brien", "S
         "fetch https://cdn.example.com/a.mp3?X-Amz-Signature=abc failed",
         # From the ingress: values as repr() writes them, escaped quotes included.
         "callStarted: not an ISO-8601 date-time: 'O\\'Brien +33612345678'",
-        "callStarted: not an ISO-8601 date-time: \"O'Brien ada.moreau@example.com\"",
+        'callStarted: not an ISO-8601 date-time: "O\'Brien ada.moreau@example.com"',
     ],
 )
 def test_no_value_survives_and_the_first_word_stays(reason: str) -> None:
