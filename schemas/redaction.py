@@ -19,9 +19,15 @@ _VALUES = re.compile(
     r"""|[^\s:,;()\[\]{}<>=]*\d[^\s,;()\[\]{}<>]*""",
     re.IGNORECASE,
 )
+# Words with digits that the code itself writes into reasons, never a body's value.
+_KEPT = frozenset({"ISO-8601", "64-bit"})
 MAX_REDACTED_CHARS = 200
 
 
 def redact_reason(reason: str, max_chars: int = MAX_REDACTED_CHARS) -> str:
     """`reason` with every value cut out (each becomes `…`), at most `max_chars` long."""
-    return _VALUES.sub("…", reason)[:max_chars]
+    return _VALUES.sub(_cut, reason)[:max_chars]
+
+
+def _cut(match: re.Match[str]) -> str:
+    return match.group() if match.group() in _KEPT else "…"

@@ -30,3 +30,12 @@ def test_a_reason_without_values_is_kept_and_a_long_one_is_cut() -> None:
     assert redact_reason("id: required") == "id: required"
     assert len(redact_reason("x" * 500)) == 200
     assert redact_reason("x" * 500, max_chars=50) == "x" * 50
+
+
+def test_the_words_the_code_writes_stay_readable() -> None:
+    assert redact_reason("date: not an ISO-8601 date-time: '2026-13-01'") == (
+        "date: not an ISO-8601 date-time: …"
+    )
+    assert redact_reason("callDuration: integer out of the 64-bit range") == (
+        "callDuration: integer out of the 64-bit range"
+    )
