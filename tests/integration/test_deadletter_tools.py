@@ -155,7 +155,7 @@ def test_list_and_replay_move_what_passes_today_once_and_report_the_rest(
     metrics_reject = rejected_record("metrics", topic_names.calls, 0, 7, b"\x00bad", reason)
     producer.produce(topic_names.deadletter, key=b"k", value=dead.encode(metrics_reject))
     assert producer.flush(30) == 0
-    workers.start("dedupe", **WORKER_ENV)
+    workers.start("dedupe", True, **WORKER_ENV)
     deadline = time.monotonic() + 60
     while topic_size(servers, topic_names.deadletter) < 6:
         assert time.monotonic() < deadline, "dedupe did not dead-letter the garbage record"

@@ -113,7 +113,7 @@ def test_inspect_shows_deliveries_versions_recording_and_windows_of_one_call(
         ("recordings", recordings_env(tmp_path / "store")),
         ("metrics", {}),
     ):
-        workers.start(name, **WORKER_ENV, **env)
+        workers.start(name, True, **WORKER_ENV, **env)
     client = ingress_app()
     started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     link = server.url("/audio/insp-call-1.mp3?sig=secret-signature")

@@ -43,7 +43,7 @@ OTHER = {
     "externalName": "Ottilie Pseudowoman",
     "externalEmail": "ottilie.pseudowoman@example.test",
 }
-CLEAR = ["Zebulon", "Pseudoman", "Ottilie", "Pseudowoman", "example.test", "5557720", "5557720"]
+CLEAR = ["Zebulon", "Pseudoman", "Ottilie", "Pseudowoman", "example.test", "5557720"]
 
 
 def _ago(delta: timedelta) -> str:
@@ -89,8 +89,8 @@ def test_calls_and_metrics_hold_pseudonyms_only_and_the_same_number_joins(
     ingress_app: AppFactory,
     workers: WorkerFactory,
 ) -> None:
-    workers.start("dedupe", ONOFF_BRIDGE_PSEUDONYMIZE_KEY=KEY, **WORKER_ENV)
-    workers.start("metrics", **WORKER_ENV)
+    workers.start("dedupe", True, ONOFF_BRIDGE_PSEUDONYMIZE_KEY=KEY, **WORKER_ENV)
+    workers.start("metrics", True, **WORKER_ENV)
     client = ingress_app()
     bodies = [
         body("ps-1", "+33 6 12 34 56 78"),
@@ -147,9 +147,9 @@ def test_calls_and_metrics_hold_pseudonyms_only_and_the_same_number_joins(
     # Not a single clear value in either topic's bytes, keys included.
     for topic in (topic_names.calls, topic_names.user_call_metrics):
         for message in read_topic(servers, topic):
-            raw = (message.key() or b"") + (message.value() or b"")
+            data = (message.key() or b"") + (message.value() or b"")
             for clear in [*CLEAR, "33612345678", "+15557720042", "2079460018"]:
-                assert clear.lower().encode() not in raw.lower(), (topic, clear)
+                assert clear.lower().encode() not in data.lower(), (topic, clear)
 
     # onoff.cdr.raw keeps what the sender sent.
     raw = decode_values(
