@@ -426,6 +426,15 @@ _SINCE = typer.Option(
 _PROGRESS = typer.Option(help="Show a progress bar on stderr while reading.")
 
 
+def _tool_settings(model: type[BridgeSettings]) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model()
+    except ValidationError as exc:
+        raise _fail(_first_message(exc)) from exc
+
+
 def _since(text: str | None) -> Any:
     from datetime import UTC, datetime
 
@@ -455,7 +464,7 @@ def deadletter_list(
     from onoff_bridge.partitions import TopicReadError, terminal_progress
     from schemas import SchemaError
 
-    settings = BridgeSettings()
+    settings = _tool_settings(BridgeSettings)
     with terminal_progress(progress) as bar:
         try:
             shown, scan = list_deadletters(settings, _since(since), limit, bar)
@@ -487,7 +496,7 @@ def deadletter_replay(
     from processors.settings import ProcessorSettings
     from schemas import SchemaError
 
-    settings = ProcessorSettings()
+    settings = _tool_settings(ProcessorSettings)
     ids = set(request_id) if request_id else None
     with terminal_progress(progress) as bar:
         try:
@@ -519,7 +528,7 @@ def inspect_call(
     from onoff_bridge.partitions import TopicReadError, terminal_progress
     from schemas import SchemaError
 
-    settings = BridgeSettings()
+    settings = _tool_settings(BridgeSettings)
     with terminal_progress(progress) as bar:
         try:
             report = read_report(settings, call_id, bar)
