@@ -17,10 +17,11 @@ from tenacity import (
     wait_exponential,
 )
 
-from ingress.app import CDR_PATH, SMS_PATH, IngressComponents, WebhookRoute, create_app
+from ingress.app import IngressComponents, create_app
 from ingress.auth import ApiKeyAuthenticator
 from ingress.metrics import IngressMetrics
 from ingress.publisher import KafkaPublisher, producer_config
+from ingress.routes import CDR_PATH, SMS_PATH, WebhookRoute
 from ingress.settings import IngressSettings
 from ingress.webhooks import CALL_FIELDS, SMS_FIELDS
 from schemas import AvroCodec, RegistryUnavailableError, SchemaName, register_all, registry_client
@@ -107,6 +108,24 @@ def check_connections(settings: IngressSettings) -> None:
     check_registry(settings.registry_connection(), settings.connect_timeout_s)
 
 
+def webhook_routes(registry: SchemaRegistryClient, topics: TopicNames) -> tuple[WebhookRoute, ...]:
+    """The routes the ingress serves; `onoff-bridge deadletter replay` judges bodies with them."""
+    return (
+        WebhookRoute(
+            CDR_PATH,
+            topics.cdr_raw,
+            AvroCodec(registry, SchemaName.CALL_EVENT, topics.cdr_raw),
+            CALL_FIELDS,
+        ),
+        WebhookRoute(
+            SMS_PATH,
+            topics.sms_raw,
+            AvroCodec(registry, SchemaName.SMS_EVENT, topics.sms_raw),
+            SMS_FIELDS,
+        ),
+    )
+
+
 def build_app(settings: IngressSettings) -> Starlette:
     topics = settings.topics
     registry = registry_client(settings.registry_connection())
@@ -121,10 +140,10 @@ def build_app(settings: IngressSettings) -> Starlette:
         ),
         settings.delivery_timeout_s,
     )
-    cdr_codec = AvroCodec(registry, SchemaName.CALL_EVENT, topics.cdr_raw)
-    sms_codec = AvroCodec(registry, SchemaName.SMS_EVENT, topics.sms_raw)
+    routes = webhook_routes(registry, topics)
     deadletter_codec = AvroCodec(registry, SchemaName.REJECTED_DELIVERY, topics.deadletter)
-    registration = SchemaRegistration(registry, topics, (cdr_codec, sms_codec, deadletter_codec))
+    codecs = [route.encoder for route in routes if isinstance(route.encoder, AvroCodec)]
+    registration = SchemaRegistration(registry, topics, (*codecs, deadletter_codec))
     keys = settings.named_api_keys()
 
     def on_startup() -> None:
@@ -144,20 +163,7 @@ def build_app(settings: IngressSettings) -> Starlette:
     components = IngressComponents(
         publisher=publisher,
         authenticator=ApiKeyAuthenticator(keys, settings.allow_unauthenticated),
-        routes=(
-            WebhookRoute(
-                CDR_PATH,
-                topics.cdr_raw,
-                cdr_codec,
-                CALL_FIELDS,
-            ),
-            WebhookRoute(
-                SMS_PATH,
-                topics.sms_raw,
-                sms_codec,
-                SMS_FIELDS,
-            ),
-        ),
+        routes=routes,
         deadletter_topic=topics.deadletter,
         deadletter_encoder=deadletter_codec,
         max_body_bytes=settings.max_body_bytes,

@@ -16,6 +16,12 @@ app.add_typer(stack_app, name="stack")
 topics_app = typer.Typer(no_args_is_help=True, help="The Kafka topics of the design.")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+deadletter_app = typer.Typer(
+    no_args_is_help=True, help="The quarantined deliveries in onoff.deadletter (docs/support.md)."
+)
+inspect_app = typer.Typer(no_args_is_help=True, help="Look one record up across the topics.")
+app.add_typer(deadletter_app, name="deadletter")
+app.add_typer(inspect_app, name="inspect")
 
 
 def _say(message: str) -> None:
@@ -412,6 +418,124 @@ def verify(
     typer.echo(verdict)
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+_SINCE = typer.Option(
+    help="Only those received since: an age (30m, 36h, 7d) or an ISO-8601 date or date-time."
+)
+_PROGRESS = typer.Option(help="Show a progress bar on stderr while reading.")
+
+
+def _tool_settings(model: type[BridgeSettings]) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model()
+    except ValidationError as exc:
+        raise _fail(_first_message(exc)) from exc
+
+
+def _since(text: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    from onoff_bridge.deadletters import parse_since
+
+    if text is None:
+        return None
+    try:
+        return parse_since(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise _fail(exc) from exc
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    since: Annotated[str | None, _SINCE] = None,
+    limit: Annotated[int, typer.Option(help="Show the N most recent.")] = 50,
+    progress: Annotated[bool, _PROGRESS] = True,
+) -> None:
+    """Time, source, path, size, request id, key name and reason of each dead letter.
+
+    Reasons are shown with every value from the body cut out; the record keeps them.
+    """
+    from confluent_kafka import KafkaException
+
+    from onoff_bridge.deadletters import describe, list_deadletters
+    from onoff_bridge.partitions import TopicReadError, terminal_progress
+    from schemas import SchemaError
+
+    settings = _tool_settings(BridgeSettings)
+    with terminal_progress(progress) as bar:
+        try:
+            shown, scan = list_deadletters(settings, _since(since), limit, bar)
+        except (SchemaError, TopicReadError, KafkaException) as exc:
+            raise _fail(exc) from exc
+    for letter in shown:
+        typer.echo(describe(letter))
+    note = f" ({scan.unreadable} unreadable records skipped)" if scan.unreadable else ""
+    typer.echo(f"{len(shown)} shown of {len(scan.letters)} dead letters{note}")
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    since: Annotated[str | None, _SINCE] = None,
+    request_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Only this request id (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Judge and report, write nothing.")] = False,
+    progress: Annotated[bool, _PROGRESS] = True,
+) -> None:
+    """Re-submit dead letters through today's validation to their raw topics, once each.
+
+    Exits 1 when a record that passed could not be written; still-failing ones are reported.
+    """
+    from confluent_kafka import KafkaException
+
+    from onoff_bridge.deadletters import Verdict, replay_deadletters, summary
+    from onoff_bridge.partitions import TopicReadError, terminal_progress
+    from processors.settings import ProcessorSettings
+    from schemas import SchemaError
+
+    settings = _tool_settings(ProcessorSettings)
+    ids = set(request_id) if request_id else None
+    with terminal_progress(progress) as bar:
+        try:
+            outcomes, _ = replay_deadletters(settings, _since(since), ids, dry_run, bar)
+        except (SchemaError, TopicReadError, KafkaException) as exc:
+            raise _fail(exc) from exc
+    for outcome in outcomes:
+        typer.echo(outcome.line())
+    for missing in sorted((ids or set()) - {o.letter.request_id for o in outcomes}):
+        typer.echo(f"{'not found':16}  {missing}")
+    typer.echo(summary(outcomes))
+    if any(outcome.verdict is Verdict.NOT_WRITTEN for outcome in outcomes):
+        raise typer.Exit(code=1)
+
+
+@inspect_app.command("call")
+def inspect_call(
+    call_id: Annotated[str, typer.Argument(help="The call's id (Onoff's `id`).")],
+    show_personal: Annotated[
+        bool, typer.Option(help="Show names, numbers, e-mails, notes and user keys.")
+    ] = False,
+    progress: Annotated[bool, _PROGRESS] = True,
+) -> None:
+    """Every delivery, version, recording and metrics window of one call."""
+    from confluent_kafka import KafkaException
+
+    from onoff_bridge.inspection import inspect_call as read_report
+    from onoff_bridge.inspection import render
+    from onoff_bridge.partitions import TopicReadError, terminal_progress
+    from schemas import SchemaError
+
+    settings = _tool_settings(BridgeSettings)
+    with terminal_progress(progress) as bar:
+        try:
+            report = read_report(settings, call_id, bar)
+        except (SchemaError, TopicReadError, KafkaException) as exc:
+            raise _fail(exc) from exc
+    for line in render(report, settings.topics, show_personal):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from processors.context import ProcessorContext
 from processors.deadletter import DeadLetters
 from processors.merge import Outcome, decide, evict_past_retention
 from processors.progress import ProgressTracker
+from processors.pseudonyms import Pseudonymizer
 from processors.records import EventClock, decode_with_retry
 from schemas import AvroCodec, RecordDecodeError, SchemaName
 
@@ -40,6 +41,8 @@ NAME = "dedupe"
 
 
 class DedupeProcessor:
+    pseudonymize = Pseudonymizer(None)  # install() sets the key (ONOFF_BRIDGE_PSEUDONYMIZE_KEY)
+
     def __init__(
         self,
         app: faust.App,
@@ -84,6 +87,7 @@ class DedupeProcessor:
             return None
         call_id = delivery["id"]
         self.clock.advance(delivery["ingest"]["receivedAt"])
+        delivery = self.pseudonymize(delivery)  # the identity unless a key is set
         outcome, call = decide(self.calls.get(call_id), delivery, self.clock.now, self._retention)
         if outcome is Outcome.BEYOND_RETENTION:
             await self._reject(message, "the call is past the dedupe retention")
@@ -140,6 +144,7 @@ def install(context: ProcessorContext) -> None:
         progress=context.progress,
         retention=timedelta(days=context.settings.dedupe_retention_days),
     )
+    dedupe.pseudonymize = Pseudonymizer(context.settings.pseudonymize_key)
     context.progress.source_topics.add(topics.cdr_raw)
 
     async def evict_expired() -> None:

@@ -6,14 +6,13 @@
 - `EventClock`: the latest event time a worker has read. Retention decisions
   use it rather than the wall clock, so a replay decides what the first run did.
 - `rejected_record`: the one place a processor builds a `RejectedDelivery`.
-- `redact_reason`: what of a reason may be logged (no values from the body).
+- `redact_reason` (from `schemas.redaction`): what of a reason may be logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +26,17 @@ from tenacity import (
 )
 
 from schemas import AvroCodec, RegistryUnavailableError
+from schemas.redaction import redact_reason
+
+# Re-exported: processors.deadletter and the tests import it from here.
+__all__ = [
+    "EventClock",
+    "decode_with_retry",
+    "from_millis",
+    "redact_reason",
+    "rejected_record",
+    "to_millis",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +126,3 @@ def rejected_record(
         "sourcePartition": partition,
         "sourceOffset": offset,
     }
-
-
-# Anything that may be a value from a body: quoted text, URLs, e-mail addresses,
-# and any word with a digit in it (phone numbers, ids, dates, amounts).
-_VALUES = re.compile(
-    r"""'[^']*'|"[^"]*"|\b[a-z][a-z0-9+.-]*://\S+|\S+@\S+|[^\s:,;()\[\]{}<>=]*\d[^\s,;()\[\]{}<>]*""",
-    re.IGNORECASE,
-)
-MAX_LOGGED_REASON_CHARS = 200
-
-
-def redact_reason(reason: str) -> str:
-    """`reason` with every value cut out, for logs: the record keeps the whole reason."""
-    return _VALUES.sub("…", reason)[:MAX_LOGGED_REASON_CHARS]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from processors.metrics.settings import MetricsSettings
 from processors.recordings.settings import RecordingSettings
 from schemas.settings import BridgeSettings
+
+MIN_PSEUDONYMIZE_KEY_CHARS = 16
 
 
 class ProcessorSettings(BridgeSettings):
@@ -25,5 +28,22 @@ class ProcessorSettings(BridgeSettings):
     # No progress for this long while records wait: /healthz answers 503 so the pod restarts.
     stall_timeout_s: float = Field(default=120.0, gt=0)
     commit_interval_s: float = Field(default=2.0, gt=0)
+    # Set: dedupe publishes HMAC-SHA256 pseudonyms of numbers and e-mails and drops names
+    # (processors/pseudonyms.py, docs/pseudonyms.md). Changing it changes every pseudonym.
+    pseudonymize_key: SecretStr | None = None
+
+    # A refused secret must not be echoed in the error (pydantic shows input values).
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    @field_validator("pseudonymize_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < MIN_PSEUDONYMIZE_KEY_CHARS:
+            raise ValueError(
+                f"ONOFF_BRIDGE_PSEUDONYMIZE_KEY must be at least {MIN_PSEUDONYMIZE_KEY_CHARS} "
+                "characters (e.g. `openssl rand -hex 32`)"
+            )
+        return key
+
     recordings: RecordingSettings = RecordingSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -1,0 +1,65 @@
+"""The webhook routes and what each does with a body: parse, validate, encode.
+
+`WebhookRoute.accept` is the ingress's whole verdict on a body. The app calls
+it for every request, and `onoff-bridge deadletter replay` calls the same
+method on quarantined bodies, so a replay is judged exactly as a new request
+would be today.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ingress.errors import PayloadRejectedError
+from ingress.webhooks import IngestMetadata, Parser, build_record, parse_json_object
+from schemas import RecordEncodeError
+
+log = logging.getLogger(__name__)
+
+CDR_PATH = "/v1/onoff/cdr"
+SMS_PATH = "/v1/onoff/sms"
+
+
+class Encoder(Protocol):
+    def encode(self, record: Mapping[str, Any]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class AcceptedDelivery:
+    """A body that passed: the Kafka key and the encoded value for the route's topic."""
+
+    key: str
+    value: bytes
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    path: str
+    topic: str
+    encoder: Encoder
+    fields: Mapping[str, Parser]
+
+    def accept(self, body: bytes, meta: IngestMetadata) -> AcceptedDelivery:
+        """The record `body` becomes, or `PayloadRejectedError` with the reason to quarantine.
+
+        Any other `SchemaError` (the registry did not answer) is not the body's
+        fault and propagates: the caller must not quarantine it.
+        """
+        try:
+            parsed = build_record(parse_json_object(body), self.fields, meta)
+        except PayloadRejectedError:
+            raise
+        except Exception as exc:  # parsing is pure: whatever it raises, the body caused
+            log.warning(
+                "body broke the parser", extra={"route": self.path, "error": type(exc).__name__}
+            )
+            raise PayloadRejectedError(f"body cannot be converted: {type(exc).__name__}") from exc
+        try:
+            value = self.encoder.encode(parsed.record)
+        except RecordEncodeError as exc:
+            raise PayloadRejectedError(str(exc)) from exc
+        return AcceptedDelivery(parsed.key, value, parsed.record)
