@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,12 +75,25 @@ def topic_factory(admin: AdminClient) -> Iterator[TopicFactory]:
         )
         futures[name].result(timeout=30)
         created.append(name)
+        _wait_visible(admin, name, partitions)
         return name
 
     yield create
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+def _wait_visible(admin: AdminClient, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    # CreateTopics answers once the controller has the topic; a describe a moment later
+    # can still miss it on a loaded machine, and workers refuse to start on a missing topic.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = admin.list_topics(topic, timeout=5).topics.get(topic)
+        if found is not None and found.error is None and len(found.partitions) == partitions:
+            return
+        assert time.monotonic() < deadline, f"{topic} not visible {timeout_s}s after its creation"
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -104,7 +118,6 @@ def consume(endpoints: StackEndpoints) -> ConsumeAll:
     """Reads a topic from the start until `count` records arrived or `timeout_s` passed."""
 
     def read(topic: str, count: int, timeout_s: float = 30.0, **config: Any) -> list[Message]:
-        import time
 
         consumer = Consumer(
             {
