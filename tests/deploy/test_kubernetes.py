@@ -54,8 +54,18 @@ def _label(manifest: Manifest) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
+# What runs a service: a Deployment each, but the ingress is a StatefulSet where its spool
+# is on (components/ingress-spool).
+SERVICE_KINDS = ("Deployment", "StatefulSet")
+
+
 def _deployments(workloads: list[Manifest]) -> list[Manifest]:
-    return list(by_kind(workloads, "Deployment").values())
+    """The Deployments, and the StatefulSet the ingress becomes with its spool on."""
+    return [m for m in workloads if m["kind"] in SERVICE_KINDS]
+
+
+def _services_by_name(workloads: list[Manifest]) -> dict[str, Manifest]:
+    return {m["metadata"]["name"]: m for m in _deployments(workloads)}
 
 
 def _pods(workloads: list[Manifest]) -> list[Manifest]:
@@ -64,9 +74,9 @@ def _pods(workloads: list[Manifest]) -> list[Manifest]:
 
 
 def test_the_base_holds_a_deployment_per_part(workloads):
-    deployments = by_kind(workloads, "Deployment")
     names = {f"onoff-bridge-{p}" for p in PROCESSORS} | {"onoff-bridge-ingress"}
-    assert set(deployments) == names
+    assert sorted(m["metadata"]["name"] for m in _deployments(workloads)) == sorted(names)
+    assert set(by_kind(workloads, "StatefulSet")) <= {"onoff-bridge-ingress"}
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -155,7 +165,7 @@ def test_autoscaled_deployments_fix_no_replica_count(workloads):
         for m in workloads
         if m["kind"] == "HorizontalPodAutoscaler"
     }
-    assert scaled == set(by_kind(workloads, "Deployment"))
+    assert scaled == set(_services_by_name(workloads))
     for deployment in _deployments(workloads):
         assert "replicas" not in deployment["spec"], _label(deployment)
 
@@ -281,7 +291,7 @@ def _example_secret(name: str) -> Manifest:
 
 
 def _template_labels(workloads: list[Manifest], deployment: str) -> dict[str, str]:
-    labels: dict[str, str] = by_kind(workloads, "Deployment")[deployment]["spec"]["template"][
+    labels: dict[str, str] = _services_by_name(workloads)[deployment]["spec"]["template"][
         "metadata"
     ]["labels"]
     return labels
