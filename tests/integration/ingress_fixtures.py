@@ -220,4 +220,6 @@ def start_ingress(
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                 return process
         time.sleep(0.2)
+    process.kill()  # not left running behind a failed test
+    process.wait(timeout=30)
     raise AssertionError("the ingress did not become ready:\n" + log.read_text())

@@ -219,6 +219,7 @@ def test_a_thousand_deliveries_outlive_kafka_and_a_kill_9_and_reach_kafka_in_ord
     # flight at the kill); at most one batch of them, each copy the same bytes, so
     # dedupe (same content hash) drops every repeat.
     repeats = len(messages) - len(copies)
+    print(f"{len(messages)} records in {topics.cdr_raw}, {repeats} of them repeats")
     assert repeats <= DRAIN_BATCH, f"{repeats} repeated records"
     for rid, same in copies.items():
         assert len({m.value() for m, _ in same}) == 1, f"copies of {rid} differ"
