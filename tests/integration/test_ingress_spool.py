@@ -352,7 +352,7 @@ def test_a_registry_down_at_start_gets_200s_and_the_records_drain_framed_once_it
             headers = with_key(**{"x-request-id": request_id(0, seq)})
             response = client.post(CDR_PATH, content=body(0, seq), headers=headers)
             assert response.status_code == 200, response.text
-            assert time.monotonic() - started < 1.0  # no wait on the registry
+            assert time.monotonic() - started < 3.0  # no wait on the registry (10 s a try)
         sms = client.post(SMS_PATH, json=sample("sms-received.json"), headers=with_key())
         assert sms.status_code == 200
         bad = client.post(CDR_PATH, content=b'{"callDuration": 3}', headers=with_key())
