@@ -277,3 +277,19 @@ def test_the_spool_of_a_process_that_is_gone_is_adopted_and_drained(
     assert kafka.sent == [value(seq, call="c-9") for seq in range(3)]
     wait_for(lambda: not segments(tmp_path), "the drained segments to go")
     assert post(client, 0) == 200
+
+
+def test_what_is_left_at_shutdown_stays_and_drains_after_the_restart(
+    app: AppFactory, kafka: FakeKafka, tmp_path: Path
+) -> None:
+    client = app()
+    kafka.down = True
+    assert [post(client, seq) for seq in range(3)] == [200, 200, 200]
+    started = time.monotonic()
+    client.__exit__(None, None, None)  # SIGTERM's lifespan shutdown, Kafka still away
+    assert time.monotonic() - started < 10
+    assert len(segments(tmp_path)) == 1
+    kafka.down = False
+    app()  # the next process claims the same directory
+    wait_for(lambda: len(kafka.sent) == 3, "the drain after the restart")
+    assert kafka.sent == [value(seq) for seq in range(3)]
