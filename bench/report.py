@@ -63,6 +63,17 @@ def rows(found: dict[str, dict[str, Any]]) -> list[str]:
                 _when(ingress),
             )
         )
+        if spooling := ingress.get("spooling"):
+            stopped, drain = spooling["kafka_stopped"], spooling["drain"]
+            out.append(
+                _row(
+                    "ingress with its spool, Kafka stopped (same load)",
+                    f"{stopped['ok_per_s']:,.0f} req/s, p99 {stopped['latency_ms']['p99']} ms; "
+                    f"drained at {drain['records_per_s']:,.0f} records/s once Kafka was back",
+                    f"goal ≥ half the ingress's rate ({full['ok_per_s'] / 2:,.0f} req/s)",
+                    _when(ingress),
+                )
+            )
     for store in ("memory", "rocksdb"):
         if dedupe := found.get(f"dedupe-{store}"):
             out.append(

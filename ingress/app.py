@@ -27,6 +27,7 @@ from ingress.errors import (
     PayloadTooLargeError,
     PublishError,
 )
+from ingress.forwarder import AVRO, SpoolForwarder
 from ingress.metrics import IngressMetrics
 from ingress.openapi import openapi_document
 from ingress.publisher import DeliveryReceipt
@@ -70,12 +71,15 @@ class IngressComponents:
     schemas_ready: Callable[[], bool]
     metrics: IngressMetrics
     oversized_drain_bytes: int = 4 * 1024 * 1024
+    # With the spool on, what Kafka or the registry cannot take in time waits here.
+    spool: SpoolForwarder | None = None
     on_startup: Callable[[], None] = lambda: None
     on_shutdown: Callable[[], None] = lambda: None
 
 
 def create_app(components: IngressComponents) -> Starlette:
     c = components
+    spool = c.spool
 
     async def handle(request: Request, route: WebhookRoute) -> Response:
         started = time.perf_counter()
@@ -105,29 +109,61 @@ def create_app(components: IngressComponents) -> Starlette:
             c.metrics.auth_failures.labels(route.path).inc()
             raise
         body = await _read_body(request, c.max_body_bytes, c.oversized_drain_bytes)
-        if not c.schemas_ready():
-            # Registration runs in the background (bootstrap); encoding now would ask the
-            # registry on the event loop. Neither topic can be written yet: retry later.
+        # Registration runs in the background (bootstrap); encoding now would ask the
+        # registry on the event loop. Without the spool neither topic can be written yet
+        # (retry later); with it, the Avro body waits there for its schema id.
+        ready = c.schemas_ready()
+        if not ready and spool is None:
             raise PublishError("schemas not registered yet")
         meta = IngestMetadata(datetime.now(UTC), request_id, key_name, route.path)
         try:
-            parsed = route.accept(body, meta)
+            # Until the registry has given the schemas their ids, a body waits in the
+            # spool unframed (checked against the schema all the same).
+            parsed = route.accept(body, meta, framed=ready)
         except PayloadRejectedError as exc:
             return await _quarantine(request, route, body, meta, exc.reason)
         except SchemaError as exc:
             raise PublishError(str(exc)) from exc
-        receipt = await _publish(route.topic, parsed.key, parsed.value)
-        c.metrics.stored(route.topic)
-        log.debug(
-            "accepted",
-            extra={
-                "topic": receipt.topic,
-                "partition": receipt.partition,
-                "offset": receipt.offset,
-                "key": parsed.key,
-            },
-        )
+        receipt = await _store(route.topic, parsed.key, parsed.value, parsed.value_format)
+        if receipt is not None:
+            log.debug(
+                "accepted",
+                extra={
+                    "topic": receipt.topic,
+                    "partition": receipt.partition,
+                    "offset": receipt.offset,
+                    "key": parsed.key,
+                },
+            )
         return Response(_ACCEPTED, media_type="application/json")
+
+    async def _store(
+        topic: str, key: str, value: bytes, value_format: str
+    ) -> DeliveryReceipt | None:
+        """Kafka's receipt; None when the record went to the spool (fsynced) instead.
+
+        While the spool holds records, new ones join them rather than overtake them,
+        so a call's deliveries reach Kafka in the order they were answered.
+        """
+        if spool is not None:
+            if value_format != AVRO:
+                await spool.append(topic, key, value, value_format, "registry")
+                return None
+            if spool.holding:
+                await spool.append(topic, key, value, value_format, "backlog")
+                return None
+            try:
+                receipt = await _publish(topic, key, value)
+            except PublishError as exc:
+                if not exc.transient:
+                    raise
+                log.info("Kafka did not take it in time: spooled", extra={"error": str(exc)})
+                await spool.append(topic, key, value, value_format, "kafka")
+                return None
+        else:
+            receipt = await _publish(topic, key, value)
+        c.metrics.stored(topic)
+        return receipt
 
     async def _publish(topic: str, key: str, value: bytes) -> DeliveryReceipt:
         produce_started = time.perf_counter()
@@ -152,21 +188,29 @@ def create_app(components: IngressComponents) -> Starlette:
             "sourcePartition": None,
             "sourceOffset": None,
         }
+        encoder = c.deadletter_encoder
         try:
-            value = c.deadletter_encoder.encode(record)
+            if c.schemas_ready():
+                value, value_format = encoder.encode(record), AVRO
+            else:  # only with the spool on: `_accept` answers 503 otherwise
+                value, value_format = encoder.encode_body(record), encoder.name
         except SchemaError as exc:
             raise PublishError(f"cannot quarantine: {exc}") from exc
-        receipt = await _publish(c.deadletter_topic, meta.request_id, value)
+        receipt = await _store(c.deadletter_topic, meta.request_id, value, value_format)
         c.metrics.quarantined.labels(route.path).inc()
-        log.warning(
-            "quarantined",
-            extra={
-                "route": route.path,
-                "reason": redact_reason(reason),
+        where = (
+            {}
+            if receipt is None
+            else {
                 "topic": receipt.topic,
                 "partition": receipt.partition,
                 "offset": receipt.offset,
-            },
+            }
+        )
+        log.warning(
+            "quarantined",
+            extra={"route": route.path, "reason": redact_reason(reason), "spooled": receipt is None}
+            | where,
         )
         return JSONResponse(
             {"status": "quarantined", "reason": reason}, status_code=c.quarantine_status
@@ -182,16 +226,37 @@ def create_app(components: IngressComponents) -> Starlette:
         return JSONResponse({"status": "alive"})
 
     async def readyz(request: Request) -> Response:
+        """200 while webhooks get 200s: "ready", or "degraded" while the spool stands in.
+
+        A spooling ingress still stores what it is sent, so it stays behind its
+        Service: were every pod taken out during a Kafka outage, the sender would get
+        connection errors instead of 200s. It answers 503 when it cannot store a
+        delivery: Kafka or the registry away without a spool, or the spool full.
+        """
         kafka = await asyncio.to_thread(c.publisher.reachable, c.routes[0].topic, 2.0)
         schemas = await asyncio.to_thread(c.schemas_ready)
-        body = {
-            "status": "ready" if kafka and schemas else "not ready",
-            "kafka": kafka,
-            "schemas": schemas,
-        }
-        if kafka and schemas:
-            return JSONResponse(body)
-        return JSONResponse(body, status_code=503, headers={"Retry-After": str(c.retry_after_s)})
+        body: dict[str, Any] = {"kafka": kafka, "schemas": schemas}
+        healthy = kafka and schemas
+        if spool is not None:
+            status = spool.status()
+            body["spool"] = {
+                "records": status.records,
+                "bytes": status.bytes,
+                "capacity_bytes": status.capacity_bytes,
+                "oldest_age_s": round(status.oldest_age_s, 3),
+                "full": status.full,
+            }
+            if status.full:
+                healthy = False
+            elif not healthy or status.records:
+                return JSONResponse({"status": "degraded", **body})
+        if healthy:
+            return JSONResponse({"status": "ready", **body})
+        return JSONResponse(
+            {"status": "not ready", **body},
+            status_code=503,
+            headers={"Retry-After": str(c.retry_after_s)},
+        )
 
     async def metrics(request: Request) -> Response:
         return Response(c.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -203,7 +268,13 @@ def create_app(components: IngressComponents) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         c.on_startup()
         try:
-            yield
+            if spool is not None:
+                await spool.start()  # after the publisher's start: the drain sends through it
+            try:
+                yield
+            finally:
+                if spool is not None:
+                    await spool.stop()  # before the publisher's close, for the same reason
         finally:
             c.on_shutdown()
             c.metrics.close()

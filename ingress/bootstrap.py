@@ -19,12 +19,20 @@ from tenacity import (
 
 from ingress.app import IngressComponents, create_app
 from ingress.auth import ApiKeyAuthenticator
+from ingress.forwarder import SpoolForwarder
 from ingress.metrics import IngressMetrics
 from ingress.publisher import KafkaPublisher, producer_config
 from ingress.routes import CDR_PATH, SMS_PATH, WebhookRoute
 from ingress.settings import IngressSettings
 from ingress.webhooks import CALL_FIELDS, SMS_FIELDS
-from schemas import AvroCodec, RegistryUnavailableError, SchemaName, register_all, registry_client
+from schemas import (
+    AvroCodec,
+    KafkaUnavailableError,
+    RegistryUnavailableError,
+    SchemaName,
+    register_all,
+    registry_client,
+)
 from schemas.preflight import check_kafka, check_registry
 from schemas.settings import TopicNames
 
@@ -39,7 +47,8 @@ class SchemaRegistration:
 
     The first request must not register on the event loop: with the registry down
     that blocks every other request for the client's whole timeout. Until the thread
-    succeeds, `ready()` is False, /readyz answers 503 and webhooks 503 + Retry-After.
+    succeeds, `ready()` is False, and webhooks get 503 + Retry-After (with the spool
+    on: 200, their records spooled until it succeeds).
     """
 
     def __init__(
@@ -102,10 +111,20 @@ def check_connections(settings: IngressSettings) -> None:
     """Kafka and the registry accept the ingress's credentials; else a `SchemaError` says why.
 
     Run once before serving, so a wrong password is one line at start-up, not a
-    /readyz that never turns green.
+    /readyz that never turns green. With the spool on, a Kafka or registry that does
+    not answer is no reason to stay down (the spool keeps what arrives meanwhile,
+    and the records of a crashed run wait to drain), so only a refusal stops it.
     """
-    check_kafka(settings.kafka_config(), settings.connect_timeout_s)
-    check_registry(settings.registry_connection(), settings.connect_timeout_s)
+    for check in (
+        lambda: check_kafka(settings.kafka_config(), settings.connect_timeout_s),
+        lambda: check_registry(settings.registry_connection(), settings.connect_timeout_s),
+    ):
+        try:
+            check()
+        except (KafkaUnavailableError, RegistryUnavailableError) as exc:
+            if not settings.spool_enabled:
+                raise
+            log.warning("starting anyway, the spool keeps deliveries", extra={"error": str(exc)})
 
 
 def webhook_routes(registry: SchemaRegistryClient, topics: TopicNames) -> tuple[WebhookRoute, ...]:
@@ -145,6 +164,20 @@ def build_app(settings: IngressSettings) -> Starlette:
     codecs = [route.encoder for route in routes if isinstance(route.encoder, AvroCodec)]
     registration = SchemaRegistration(registry, topics, (*codecs, deadletter_codec))
     keys = settings.named_api_keys()
+    metrics = IngressMetrics(publisher.queue_depth)
+    spool = None
+    if settings.spool_enabled:
+        spool = SpoolForwarder(
+            settings.spool_directory,
+            publisher.publish,
+            {codec.name: codec for codec in (*codecs, deadletter_codec)},
+            registration.ready,
+            metrics,
+            max_bytes=settings.spool_max_bytes,
+            segment_bytes=settings.spool_segment_bytes,
+            drain_batch=settings.spool_drain_batch,
+            shutdown_drain_s=settings.spool_shutdown_drain_s,
+        )
 
     def on_startup() -> None:
         publisher.start()
@@ -171,7 +204,8 @@ def build_app(settings: IngressSettings) -> Starlette:
         retry_after_s=settings.retry_after_s,
         quarantine_status=settings.quarantine_status,
         schemas_ready=registration.ready,
-        metrics=IngressMetrics(publisher.queue_depth),
+        metrics=metrics,
+        spool=spool,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )

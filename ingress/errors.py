@@ -24,4 +24,13 @@ class PayloadRejectedError(IngressError):
 
 
 class PublishError(IngressError):
-    """Kafka (or the registry) did not take the record in time; the sender must retry."""
+    """Kafka (or the registry) did not take the record in time; the sender must retry.
+
+    `transient` is False when Kafka refused the record itself (too large, not
+    authorized, a fatal producer): the spool would hold it for ever and every
+    record behind it, so it is answered 503 even with the spool on.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

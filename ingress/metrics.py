@@ -23,6 +23,9 @@ from prometheus_client import (
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+# records, bytes, capacity in bytes, age of the oldest record in seconds
+SpoolFigures = tuple[int, int, int, float]
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -83,6 +86,43 @@ class IngressMetrics:
         self._queue_depth = queue_depth
         if not self.multiprocess:
             self._queue.set_function(lambda: float(queue_depth()))
+        # The spool (ingress/forwarder.py); all zero while it is off.
+        self.spooled = Counter(
+            "onoff_ingress_spooled",
+            "Deliveries answered 200 from the spool, by why Kafka did not take them at once",
+            ["topic", "reason"],
+            registry=self.registry,
+        )
+        self.spool_drained = Counter(
+            "onoff_ingress_spool_drained",
+            "Spooled records acknowledged by Kafka and removed from the spool",
+            registry=self.registry,
+        )
+        self._spool_records = Gauge(
+            "onoff_ingress_spool_records",
+            "Records in the spool not yet acknowledged by Kafka",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self._spool_bytes = Gauge(
+            "onoff_ingress_spool_bytes",
+            "Bytes the spool's segments take on disk",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self._spool_capacity = Gauge(
+            "onoff_ingress_spool_capacity_bytes",
+            "The spool's size cap (ONOFF_BRIDGE_SPOOL_MAX_BYTES); 0 when the spool is off",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self._spool_oldest = Gauge(
+            "onoff_ingress_spool_oldest_age_seconds",
+            "How long the oldest record in the spool has waited; 0 when it is empty",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self._spool_status: Callable[[], SpoolFigures] | None = None
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._produce_children: dict[str, Any] = {}
         self._accepted_children: dict[str, Any] = {}
@@ -117,6 +157,22 @@ class IngressMetrics:
             # publishes its own queue depth as it goes instead.
             self._queue.set(self._queue_depth())
 
+    def watch_spool(self, status: Callable[[], SpoolFigures]) -> None:
+        """Reads the spool's gauges from `status`: at each scrape, or at `refresh_spool`."""
+        self._spool_status = status
+        if not self.multiprocess:
+            for index, gauge in enumerate(self._spool_gauges()):
+                gauge.set_function(_figure(status, index))
+
+    def refresh_spool(self) -> None:
+        """With several workers, writes this process's spool gauges for the others' scrapes."""
+        if self.multiprocess and self._spool_status is not None:
+            for gauge, value in zip(self._spool_gauges(), self._spool_status(), strict=True):
+                gauge.set(value)
+
+    def _spool_gauges(self) -> tuple[Gauge, Gauge, Gauge, Gauge]:
+        return self._spool_records, self._spool_bytes, self._spool_capacity, self._spool_oldest
+
     def exposition(self) -> bytes:
         """The text a scrape gets: this process's figures, or every worker's added up."""
         if not self.multiprocess:
@@ -129,3 +185,7 @@ class IngressMetrics:
         """Drops this process's live gauges from the shared figures when it stops."""
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def _figure(status: Callable[[], SpoolFigures], index: int) -> Callable[[], float]:
+    return lambda: float(status()[index])

@@ -33,6 +33,29 @@ class DeliveryReceipt:
 
 _Report = tuple["asyncio.Future[DeliveryReceipt]", KafkaError | None, Message]
 
+# Kafka refusing this record (or this producer) for good: waiting does not help, so
+# such a record is answered 503 rather than spooled. Anything else (timeouts, no
+# leader, too few in-sync replicas, a broker away) is an outage the spool outlives.
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_REQUIRED_ACKS,
+        KafkaError.TOPIC_EXCEPTION,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        KafkaError.UNSUPPORTED_COMPRESSION_TYPE,
+        KafkaError._INVALID_ARG,
+        KafkaError._FATAL,
+    }
+)
+
 
 def producer_config(
     connection: str | Mapping[str, str],
@@ -97,7 +120,11 @@ class KafkaPublisher:
         except BufferError as exc:
             raise PublishError("producer queue is full") from exc
         except KafkaException as exc:
-            raise PublishError(f"produce to {topic} failed: {exc}") from exc
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            raise PublishError(
+                f"produce to {topic} failed: {exc}",
+                transient=error is None or error.code() not in PERMANENT_ERRORS,
+            ) from exc
         try:
             async with asyncio.timeout(self._delivery_timeout_s):
                 return await future
@@ -146,7 +173,10 @@ def _settle_all(reports: list[_Report]) -> None:
             continue
         if error is not None:
             future.set_exception(
-                PublishError(f"delivery to {message.topic()} failed: {error.str()}")
+                PublishError(
+                    f"delivery to {message.topic()} failed: {error.str()}",
+                    transient=error.code() not in PERMANENT_ERRORS,
+                )
             )
         else:
             future.set_result(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingress.errors import PayloadRejectedError
+from ingress.forwarder import AVRO
 from ingress.webhooks import IngestMetadata, Parser, build_record, parse_json_object
 from schemas import RecordEncodeError
 
@@ -24,7 +25,13 @@ SMS_PATH = "/v1/onoff/sms"
 
 
 class Encoder(Protocol):
+    @property
+    def name(self) -> str:
+        """The schema's name: the spool's value format for a body that waits for its id."""
+
     def encode(self, record: Mapping[str, Any]) -> bytes: ...
+
+    def encode_body(self, record: Mapping[str, Any]) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class AcceptedDelivery:
     key: str
     value: bytes
     record: dict[str, Any]
+    # AVRO for a framed Confluent record, else the schema name of an unframed body.
+    value_format: str = AVRO
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,11 @@ class WebhookRoute:
     encoder: Encoder
     fields: Mapping[str, Parser]
 
-    def accept(self, body: bytes, meta: IngestMetadata) -> AcceptedDelivery:
+    def accept(self, body: bytes, meta: IngestMetadata, *, framed: bool = True) -> AcceptedDelivery:
         """The record `body` becomes, or `PayloadRejectedError` with the reason to quarantine.
+
+        `framed=False` encodes the Avro body without the registry's schema id, which
+        needs no registry; the spool frames it once the id is known.
 
         Any other `SchemaError` (the registry did not answer) is not the body's
         fault and propagates: the caller must not quarantine it.
@@ -59,7 +71,11 @@ class WebhookRoute:
             )
             raise PayloadRejectedError(f"body cannot be converted: {type(exc).__name__}") from exc
         try:
-            value = self.encoder.encode(parsed.record)
+            if framed:
+                return AcceptedDelivery(
+                    parsed.key, self.encoder.encode(parsed.record), parsed.record
+                )
+            body_only = self.encoder.encode_body(parsed.record)
         except RecordEncodeError as exc:
             raise PayloadRejectedError(str(exc)) from exc
-        return AcceptedDelivery(parsed.key, value, parsed.record)
+        return AcceptedDelivery(parsed.key, body_only, parsed.record, self.encoder.name)

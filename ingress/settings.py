@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -31,6 +32,20 @@ class IngressSettings(BridgeSettings):
     # Extra librdkafka properties for the producer alone; the connection's own
     # (TLS, SASL) come from ONOFF_BRIDGE_KAFKA__* like every other client's.
     producer_config: dict[str, str] = {}
+
+    # The spool (docs/ingress.md#the-spool): what Kafka does not acknowledge in time, or
+    # the registry cannot give a schema id for yet, is fsynced to local disk and answered
+    # 200, then drained into Kafka in order. Off by default: a 200 then means one local
+    # disk holds the record rather than Kafka's replicas, which is only worth it on a
+    # volume that outlives the process (a PersistentVolume in Kubernetes).
+    spool_enabled: bool = False
+    # Each process takes its own worker-N directory under it (a flock says whose).
+    spool_directory: Path = Path("var/spool")
+    spool_max_bytes: int = Field(default=1024**3, gt=0)
+    spool_segment_bytes: int = Field(default=64 * 1024**2, gt=0)
+    spool_drain_batch: int = Field(default=500, ge=1)
+    # At shutdown the drain may go on this long to empty the spool before the process exits.
+    spool_shutdown_drain_s: float = Field(default=10.0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = 8080

@@ -31,6 +31,7 @@ same delivery hash), so `onoff.calls` is unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -51,6 +52,7 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".seg"
 DRAINED_FILE = "drained"
 READ_CHUNK_BYTES = 4 * 1024 * 1024
+WORKER_PREFIX = "worker-"
 
 
 class SpoolFullError(Exception):
@@ -130,16 +132,33 @@ def claim_directory(root: Path, slots: int = 64) -> tuple[Path, int]:
     """
     root.mkdir(parents=True, exist_ok=True)
     for slot in range(slots):
-        directory = root / f"worker-{slot}"
+        directory = root / f"{WORKER_PREFIX}{slot}"
         directory.mkdir(exist_ok=True)
-        fd = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return directory, fd
+        fd = lock_directory(directory)
+        if fd is not None:
+            return directory, fd
     raise RuntimeError(f"all {slots} spool directories under {root} are in use")
+
+
+def lock_directory(directory: Path) -> int | None:
+    """The fd holding `directory`'s lock, or None while a live process holds it.
+
+    flock is released by the kernel when its holder dies, however it dies, so a
+    lock that can be taken means the directory's owner is gone.
+    """
+    fd = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def spool_directories(root: Path) -> list[Path]:
+    """Every process's spool directory under `root`, in slot order."""
+    found = [p for p in root.glob(f"{WORKER_PREFIX}*") if p.name[len(WORKER_PREFIX) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(WORKER_PREFIX) :]))
 
 
 @dataclass
@@ -179,7 +198,9 @@ class Spool:
         self._to_close: list[int] = []
         self._dir_dirty = False
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()  # ends the drain; set by `stop_draining` and `close`
         self._closed = False
+        self._refused = False  # an append hit the cap and nothing was drained since
         self.drained_total = 0
         self._open()
 
@@ -193,6 +214,11 @@ class Spool:
     @property
     def bytes_used(self) -> int:
         return sum(segment.size for segment in self._segments)
+
+    @property
+    def full(self) -> bool:
+        """An append was refused at the cap, and no record has been drained since."""
+        return self._refused
 
     def oldest_age_s(self) -> float:
         """Seconds the oldest undrained record has waited; 0 when the spool is empty."""
@@ -258,11 +284,15 @@ class Spool:
         if len(frame) - _FRAME.size > MAX_RECORD_BYTES:
             raise SpoolFullError("record larger than a spool record may be")
         if self.bytes_used + len(frame) > self.max_bytes:
+            self._refused = True
             raise SpoolFullError(f"spool is full ({self.max_bytes} bytes)")
         segment = self._writable(len(frame))
         assert segment.fd is not None
         written = os.write(segment.fd, frame)
-        if written != len(frame):  # a full disk; the partial frame fails its checksum later
+        if written != len(frame):
+            # A full disk. Cut the partial frame off, so the next record follows the
+            # last whole one instead of a torn frame that would hide it from the drain.
+            os.ftruncate(segment.fd, segment.size)
             raise OSError(f"short write to the spool ({written} of {len(frame)} bytes)")
         segment.size += len(frame)
         segment.records += 1
@@ -362,6 +392,7 @@ class Spool:
         self._read_at = end
         self._pending -= records
         self.drained_total += records
+        self._refused = False
         self._oldest_ms = next_stamp
         self._save_position()
         self._drop_drained()
@@ -374,8 +405,8 @@ class Spool:
             )
             if finished and segment is self._active and self._sync_task is None:
                 # Drained to the end: close it, so the next append starts a fresh segment.
-                assert segment.fd is not None
-                os.close(segment.fd)
+                if segment.fd is not None:
+                    os.close(segment.fd)
                 segment.fd = None
                 self._active = None
             if finished and segment is not self._active:
@@ -390,18 +421,28 @@ class Spool:
         batch: int = 500,
         first_delay_s: float = 0.2,
         max_delay_s: float = 5.0,
+        on_drained: Callable[[int], None] | None = None,
+        until_empty: bool = False,
     ) -> None:
-        """Sends spooled records to Kafka in order, for ever; run it as a task.
+        """Sends spooled records to Kafka in order until stopped; run it as a task.
 
         A batch is sent at once (the idempotent producer keeps its order) and
         its acknowledged prefix is recorded as drained. On a failure the rest is
-        sent again after a back-off that doubles up to `max_delay_s`.
+        sent again after a back-off that doubles up to `max_delay_s`, and the
+        next attempt carries one record alone (so does the first one): while
+        Kafka is away, an attempt that times out after the broker wrote it
+        repeats one record, not a batch. `on_drained` hears how many records
+        each acknowledged prefix held. With `until_empty` it returns once
+        nothing is left (a directory adopted from a dead process).
         """
         delay = first_delay_s
-        while not self._closed:
-            records = self._next_batch(batch)
+        probing = True
+        while not self._stopping.is_set():
+            records = self._next_batch(1 if probing else batch)
             if not records:
                 self._drop_drained()
+                if until_empty:
+                    return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
@@ -418,29 +459,48 @@ class Spool:
                 self._advance(records[done - 1][1], done, following)
                 if following is None and self._pending:
                     self._oldest_ms = self._peek_stamp()
+                if on_drained is not None:
+                    on_drained(done)
             if done < len(records):
                 failure = outcomes[done]
                 log.warning(
                     "spool: Kafka did not take a spooled record; retrying",
                     extra={
-                        "error": type(failure).__name__,
+                        "error": f"{type(failure).__name__}: {failure}"[:300],
                         "in_s": delay,
                         "pending": self._pending,
                     },
                 )
-                await asyncio.sleep(delay)
+                probing = True
+                await self._pause(delay)
                 delay = min(max_delay_s, delay * 2)
             else:
+                probing = False
                 delay = first_delay_s
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps `seconds`, or less if the drain is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    def stop_draining(self) -> None:
+        """Ends `drain` after the batch in flight (acknowledged or failed) is recorded."""
+        self._stopping.set()
+        self._wakeup.set()
 
     def _peek_stamp(self) -> int | None:
         records = self._next_batch(1)
         return records[0][2].spooled_at_ms if records else None
 
     async def close(self) -> None:
-        """Waits for the last fsync and closes the files; what is spooled stays for next time."""
+        """Waits for the last fsync and closes the files; what is spooled stays for next time.
+
+        Stop the drain first (`stop_draining`, then await its task): a batch it
+        still has in flight would otherwise be sent again after a restart.
+        """
         self._closed = True
-        self._wakeup.set()
+        self.stop_draining()
         if self._sync_task is not None:
             await asyncio.shield(self._sync_task)
         for fd in self._to_close:

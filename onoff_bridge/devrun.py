@@ -71,6 +71,12 @@ def run_everything(
             "ONOFF_BRIDGE_API_KEY": api_key,
             "ONOFF_BRIDGE_LOG_JSON": os.environ.get("ONOFF_BRIDGE_LOG_JSON", "false"),
             "ONOFF_BRIDGE_DATA_DIR": str(settings.home / "processors"),
+            # The ingress outlives a stopped broker or registry: deliveries wait in
+            # var/spool (fsynced) and drain once they are back (docs/ingress.md#the-spool).
+            "ONOFF_BRIDGE_SPOOL_ENABLED": os.environ.get("ONOFF_BRIDGE_SPOOL_ENABLED", "true"),
+            "ONOFF_BRIDGE_SPOOL_DIRECTORY": os.environ.get(
+                "ONOFF_BRIDGE_SPOOL_DIRECTORY", str(settings.home / "spool")
+            ),
             # The sample bodies are from March 2026: keep them inside the retentions.
             "ONOFF_BRIDGE_DEDUPE_RETENTION_DAYS": os.environ.get(
                 "ONOFF_BRIDGE_DEDUPE_RETENTION_DAYS", "3650"

@@ -39,6 +39,7 @@ class AvroCodec:
 
     def __init__(self, client: SchemaRegistryClient, name: SchemaName, topic: str) -> None:
         self.topic = topic
+        self.name = name
         self._client = client
         self._schema = load_schema(name)
         self._subject = f"{topic}-value"
@@ -61,11 +62,28 @@ class AvroCodec:
         header = _HEADER.pack(_MAGIC, self.schema_id())
         out = io.BytesIO()
         out.write(header)
+        self._write(out, record)
+        return out.getvalue()
+
+    def encode_body(self, record: Mapping[str, Any]) -> bytes:
+        """The Avro body alone, without the registry's schema id: no registry call.
+
+        `frame(encode_body(r)) == encode(r)`. The ingress spools a record this way
+        while the registry has not given it an id yet, and frames it when it drains.
+        """
+        out = io.BytesIO()
+        self._write(out, record)
+        return out.getvalue()
+
+    def frame(self, body: bytes) -> bytes:
+        """Prefixes a body from `encode_body` with the magic byte and the schema id."""
+        return _HEADER.pack(_MAGIC, self.schema_id()) + body
+
+    def _write(self, out: io.BytesIO, record: Mapping[str, Any]) -> None:
         try:
             fastavro.schemaless_writer(out, self._reader, record)
         except Exception as exc:  # fastavro raises ValueError/TypeError/KeyError and others
             raise RecordEncodeError(f"value does not fit {self.topic}: {exc!r}") from exc
-        return out.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if len(data) < _HEADER.size or data[0] != _MAGIC:

@@ -55,13 +55,18 @@ def _label(manifest: Manifest) -> str:
     return f"{manifest['kind']}/{manifest['metadata']['name']}"
 
 
+# What runs a service: a Deployment each, but the ingress is a StatefulSet where its spool
+# is on (components/ingress-spool).
+SERVICE_KINDS = ("Deployment", "StatefulSet")
+
+
 def _deployments(workloads: list[Manifest]) -> list[Manifest]:
-    """The long-running workloads: the ingress Deployment and the processors' StatefulSets."""
-    return list(_workloads_by_name(workloads).values())
+    """The Deployments, and the StatefulSet the ingress becomes with its spool on."""
+    return [m for m in workloads if m["kind"] in SERVICE_KINDS]
 
 
-def _workloads_by_name(workloads: list[Manifest]) -> dict[str, Manifest]:
-    return by_kind(workloads, "Deployment") | by_kind(workloads, "StatefulSet")
+def _services_by_name(workloads: list[Manifest]) -> dict[str, Manifest]:
+    return {m["metadata"]["name"]: m for m in _deployments(workloads)}
 
 
 def _pods(workloads: list[Manifest]) -> list[Manifest]:
@@ -70,13 +75,21 @@ def _pods(workloads: list[Manifest]) -> list[Manifest]:
 
 
 def test_the_base_holds_a_workload_per_part(workloads):
-    assert set(by_kind(workloads, "Deployment")) == {"onoff-bridge-ingress"}
-    assert set(by_kind(workloads, "StatefulSet")) == {f"onoff-bridge-{p}" for p in PROCESSORS}
+    names = {f"onoff-bridge-{p}" for p in PROCESSORS} | {"onoff-bridge-ingress"}
+    assert sorted(m["metadata"]["name"] for m in _deployments(workloads)) == sorted(names)
+    processors = {f"onoff-bridge-{p}" for p in PROCESSORS}
+    # The ingress is a Deployment, or a StatefulSet where its spool is on (prod).
+    assert (
+        processors
+        <= set(by_kind(workloads, "StatefulSet"))
+        <= processors | {"onoff-bridge-ingress"}
+    )
 
 
 def test_each_processor_keeps_its_tables_on_a_volume_of_its_own(workloads):
     services = by_kind(workloads, "Service")
-    for name, statefulset in by_kind(workloads, "StatefulSet").items():
+    for name in (f"onoff-bridge-{p}" for p in PROCESSORS):
+        statefulset = by_kind(workloads, "StatefulSet")[name]
         spec = statefulset["spec"]
         assert spec["serviceName"] == name and name in services
         [claim] = spec["volumeClaimTemplates"]
@@ -177,7 +190,7 @@ def test_autoscaled_deployments_fix_no_replica_count(workloads):
         for m in workloads
         if m["kind"] == "HorizontalPodAutoscaler"
     }
-    assert scaled == set(_workloads_by_name(workloads))
+    assert scaled == set(_services_by_name(workloads))
     for deployment in _deployments(workloads):
         assert "replicas" not in deployment["spec"], _label(deployment)
 
@@ -303,7 +316,7 @@ def _example_secret(name: str) -> Manifest:
 
 
 def _template_labels(workloads: list[Manifest], deployment: str) -> dict[str, str]:
-    labels: dict[str, str] = _workloads_by_name(workloads)[deployment]["spec"]["template"][
+    labels: dict[str, str] = _services_by_name(workloads)[deployment]["spec"]["template"][
         "metadata"
     ]["labels"]
     return labels

@@ -87,6 +87,8 @@ def test_the_alerts_cover_what_an_sre_is_paged_for(monitoring):
         'status="expired"',  # recordings lost to expired links
         "kube_pod_container_status_restarts_total",  # restarts
         "histogram_quantile(0.99",  # ingress p99
+        "onoff_ingress_spool_oldest_age_seconds",  # the spool not draining
+        "onoff_ingress_spool_capacity_bytes",  # the spool filling up
     ]:
         assert needle in exprs, needle
     stalled = dict(alert_exprs(monitoring))["OnoffBridgeProcessorStalled"]

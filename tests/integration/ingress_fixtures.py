@@ -188,8 +188,13 @@ def start_ingress(
     api_key: str,
     *options: str,
     extra_env: Mapping[str, str] | None = None,
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """`onoff-bridge ingress` as a child process, once /readyz answers 200."""
+    """`onoff-bridge ingress` as a child process, once /readyz answers 200.
+
+    `new_session`: the process leads its own group, so `os.killpg` reaches its
+    uvicorn workers too (a SIGKILL to the parent alone leaves them running).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONOFF_BRIDGE_")}
     env |= {
         "ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
@@ -200,13 +205,21 @@ def start_ingress(
     env |= {f"ONOFF_BRIDGE_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()}
     env |= extra_env or {}
     command = [sys.executable, "-m", "onoff_bridge", "ingress", "--port", str(port), *options]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                 return process
         time.sleep(0.2)
+    process.kill()  # not left running behind a failed test
+    process.wait(timeout=30)
     raise AssertionError("the ingress did not become ready:\n" + log.read_text())

@@ -59,3 +59,26 @@ def test_no_results_say_so_and_draw_nothing(tmp_path: Path) -> None:
     assert "no results yet" in "\n".join(rows(latest(tmp_path)))
     assert not throughput_chart({}, tmp_path / "t.png")
     assert not (tmp_path / "t.png").exists()
+
+
+def test_the_ingress_row_is_followed_by_its_spooling_figures(tmp_path: Path) -> None:
+    wrk = {"latency_ms": {"p99": 9.5}}
+    _write(
+        tmp_path,
+        "ingress-20260301T000000Z.json",
+        {
+            "benchmark": "ingress",
+            "date": "2026-03-01",
+            "ingress": wrk | {"ok_per_s": 4000.0},
+            "null_endpoint": {"ok_per_s": 16000.0},
+            "spooling": {
+                "kafka_stopped": wrk | {"ok_per_s": 3100.0},
+                "drain": {"records": 50000, "seconds": 5.0, "records_per_s": 10000.0},
+            },
+        },
+    )
+    table = rows(latest(tmp_path))
+    [spooling] = [row for row in table if "spool" in row]
+    assert "3,100 req/s" in spooling and "10,000 records/s" in spooling
+    assert "half the ingress's rate (2,000 req/s)" in spooling
+    assert table.index(spooling) == 3  # right after the ingress's own row

@@ -96,3 +96,21 @@ def test_librdkafka_gives_up_before_the_http_deadline() -> None:
     settings = IngressSettings(api_key=SecretStr("k"), delivery_timeout_s=2.0)
     assert settings.message_timeout_ms == 1500
     assert IngressSettings(api_key=SecretStr("k")).message_timeout_ms < 5000
+
+
+def test_the_spool_is_off_by_default_and_read_from_its_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = IngressSettings(allow_unauthenticated=True)
+    assert default.spool_enabled is False
+    assert default.spool_max_bytes == 1024**3
+    monkeypatch.setenv("ONOFF_BRIDGE_SPOOL_ENABLED", "true")
+    monkeypatch.setenv("ONOFF_BRIDGE_SPOOL_DIRECTORY", "/data/spool")
+    monkeypatch.setenv("ONOFF_BRIDGE_SPOOL_MAX_BYTES", "65536")
+    spooling = IngressSettings(allow_unauthenticated=True)
+    assert spooling.spool_enabled is True
+    assert str(spooling.spool_directory) == "/data/spool"
+    assert spooling.spool_max_bytes == 65536
+    monkeypatch.setenv("ONOFF_BRIDGE_SPOOL_MAX_BYTES", "0")
+    with pytest.raises(ValidationError):
+        IngressSettings(allow_unauthenticated=True)

@@ -261,3 +261,97 @@ def test_each_process_claims_its_own_directory_and_a_successor_takes_it_back(
     assert again == first
     os.close(second_lock)
     os.close(again_lock)
+
+
+def test_after_a_failure_the_drain_probes_with_one_record_before_sending_batches(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> list[int]:
+        spool = Spool(tmp_path)
+        await fill(spool, 40)
+        sizes: list[int] = []
+        down = [True]
+        in_flight = [0]
+        three_attempts = asyncio.Event()
+
+        async def send(record: SpooledRecord) -> None:
+            in_flight[0] += 1
+            await asyncio.sleep(0)  # the whole batch is in flight before any answer
+            if in_flight[0]:
+                sizes.append(in_flight[0])
+                in_flight[0] = 0
+            if len(sizes) >= 3:
+                three_attempts.set()
+            if down[0]:
+                raise RuntimeError("broker down")
+
+        task = asyncio.create_task(spool.drain(send, batch=10, first_delay_s=0.001))
+        await asyncio.wait_for(three_attempts.wait(), 10)
+        down[0] = False
+        await pending_at_most(spool, 0)
+        task.cancel()
+        return sizes
+
+    sizes = run(scenario())
+    # Kafka away: one record per attempt, so at most one can be written twice per attempt.
+    # Back: the probe goes alone, then full batches.
+    assert sizes[:4] == [1, 1, 1, 1]
+    assert sizes[4:] == [10, 10, 10, 9]
+
+
+def test_a_drain_until_empty_returns_and_stop_draining_ends_one_that_waits(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> list[str]:
+        spool = Spool(tmp_path)
+        await fill(spool, 5)
+        sent = Recorder()
+        await asyncio.wait_for(spool.drain(sent, until_empty=True), 10)
+        waiting = asyncio.create_task(spool.drain(sent))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        spool.stop_draining()
+        await asyncio.wait_for(waiting, 10)
+        await spool.close()
+        return sent.sent
+
+    assert run(scenario()) == [f"call-{i}" for i in range(5)]
+
+
+def test_full_is_set_by_a_refused_append_and_cleared_by_the_drain(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        spool = Spool(tmp_path, max_bytes=1024)
+        assert not spool.full
+        with pytest.raises(SpoolFullError):
+            for i in range(100):
+                await spool.append("t", f"call-{i}", b"x" * 100)
+        assert spool.full
+        await drain_until(spool, Recorder())
+        assert not spool.full
+
+    run(scenario())
+
+
+def test_a_short_write_is_cut_off_so_the_next_record_follows_the_last_whole_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+
+    def half_write(fd: int, data: bytes) -> int:  # the disk filled up mid-record
+        return real_write(fd, data[: len(data) // 2])
+
+    async def scenario() -> list[str]:
+        spool = Spool(tmp_path)
+        await spool.append("t", "first", b"1" * 50)
+        monkeypatch.setattr(os, "write", half_write)
+        with pytest.raises(OSError, match="short write"):
+            await spool.append("t", "lost", b"2" * 50)
+        monkeypatch.setattr(os, "write", real_write)
+        await spool.append("t", "second", b"3" * 50)
+        await spool.close()
+        reopened = Spool(tmp_path)
+        sent = Recorder()
+        await drain_until(reopened, sent)
+        return sent.sent
+
+    assert run(scenario()) == ["first", "second"]

@@ -29,8 +29,13 @@ TOPICS = TopicNames()
 
 
 class JsonEncoder:
+    name = "json"
+
     def encode(self, record: Any) -> bytes:
         return orjson.dumps(record, default=str)
+
+    def encode_body(self, record: Any) -> bytes:
+        return self.encode(record)
 
 
 class FakeDecoder:
