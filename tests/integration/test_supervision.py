@@ -143,7 +143,8 @@ def test_worker_all_restarts_a_killed_worker_and_keeps_the_others(
         wait_healthy(f"http://127.0.0.1:{port + 1}/healthz")
         assert process.poll() is None
         for name in ("dedupe", "metrics"):  # untouched: same processes
-            os.kill(pids[name], 0)
+            exits = [line for line in output.lines if line.startswith(f"{name} exited")]
+            assert not exits and Path(f"/proc/{pids[name]}").exists(), "\n".join(output.lines)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 0
     for pid in (*pids.values(), restarted):
