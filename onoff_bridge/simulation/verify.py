@@ -14,7 +14,8 @@ from onoff_bridge.settings import BridgeSettings
 from onoff_bridge.simulation.ledger import Ledger
 from onoff_bridge.simulation.readback import ReadRecord, TopicReader
 from processors.merge import CONTENT_FIELDS, Outcome, fold
-from processors.metrics.aggregation import Aggregator, metrics_record
+from processors.metrics.aggregation import Aggregator
+from processors.metrics.figures import metrics_record
 from processors.metrics.windows import Window, user_key
 
 CALL_KINDS = {"call", "update", "recording"}
