@@ -156,6 +156,13 @@ def test_user_keys_and_window_keys() -> None:
     window = Window("we/ird@example.com", Granularity.HOUR, T0)
     assert window.key == "we/ird@example.com/hour/2026-03-02T09:00:00+00:00"
     assert Window.parse(window.key) == window
+    # What logs may say of a window: the user hashed, the same hash for the same user.
+    assert "ird@example.com" not in window.redacted
+    assert window.redacted.endswith("/hour/2026-03-02T09:00:00+00:00")
+    assert (
+        window.redacted.split("/")[0]
+        == Window(window.user, Granularity.DAY, T0).redacted.split("/")[0]
+    )
     assert window.end == T0 + timedelta(hours=1)
     late = datetime(2026, 3, 2, 23, 59, 59, 999000, tzinfo=UTC)
     assert window_start(late, Granularity.DAY) == datetime(2026, 3, 2, tzinfo=UTC)
