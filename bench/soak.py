@@ -48,6 +48,7 @@ class SoakOptions:
     time_scale: float = float(os.environ.get("SOAK_TIME_SCALE", "10"))
     seed: int = int(os.environ.get("SOAK_SEED", str(int(time.time()) % 100_000)))
     catch_up_timeout_s: float = float(os.environ.get("SOAK_CATCH_UP_TIMEOUT_S", "3600"))
+    linger_s: float = float(os.environ.get("SOAK_LINGER_S", "300"))
     ingress_port: int = int(os.environ.get("SOAK_INGRESS_PORT", "8080"))
     processors_port: int = int(os.environ.get("SOAK_PROCESSORS_PORT", "6066"))
 
@@ -153,6 +154,8 @@ def largest_window_record(bootstrap: str, topic: str) -> tuple[int, int]:
 
 
 def main() -> int:
+    # SIGTERM (e.g. from `timeout`) stops the run as Ctrl-C does: the `finally` below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     options = SoakOptions()
     soak = Soak(options)
     bridge = [sys.executable, "-m", "onoff_bridge"]
@@ -161,6 +164,10 @@ def main() -> int:
     ledger = VAR / "simulation" / f"soak-{options.seed}.jsonl"
     say(f"soak: seed {options.seed}, {options.rate}/s for {options.duration_s:.0f} s, ")
     say(f"  heavy user {options.heavy_user_calls} calls, poison calls; ledger {ledger}")
+    # The simulator serves the audio on loopback, which the recordings worker refuses
+    # by default (SSRF defence); allow it for this run only.
+    run_env = {**os.environ, "ONOFF_BRIDGE_RECORDINGS__ALLOW_LOOPBACK": "true"}
+    simulate: subprocess.Popen[bytes] | None = None
     with run_log.open("w") as out:
         run = subprocess.Popen(
             [
@@ -173,6 +180,7 @@ def main() -> int:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=run_env,
             start_new_session=True,
         )
     result: dict[str, Any] = {
@@ -209,7 +217,7 @@ def main() -> int:
                 "--ledger",
                 str(ledger),
                 "--linger",
-                "300",
+                str(options.linger_s),
                 "--no-progress",
             ],
             env=env,
@@ -276,6 +284,9 @@ def main() -> int:
         result["windows_changelog_records_read"] = read
         say(f"soak: the largest window record in the changelog: {largest} bytes ({read} read)")
     finally:
+        if simulate is not None and simulate.poll() is None:
+            simulate.terminate()
+            simulate.wait(timeout=60)
         if run.poll() is None:
             run.send_signal(signal.SIGINT)  # as Ctrl-C: stops the children, then the stack
             try:
