@@ -1,17 +1,17 @@
 """One user with tens of thousands of calls in one day, through the real metrics worker.
 
-Before tallies, a window's record held every call's entry (about 56 bytes a
-call): at 20,000 calls the day's record passed 1.1 MB, Kafka refused it
-(MessageSizeTooLargeError, the producer's 1 MB limit) and the worker crashed.
-Here 20,000 calls, a few of them moved to another hour in a second version,
-are produced into the calls topic; the day's record in the windows changelog
-must stay small (its size is printed) and the figures must equal a
-recomputation.
+Before tallies, a window's record held every call's entry: with these 20,000
+calls the day's record would be 1,126,358 bytes, past the producer's 1 MB limit
+(issue 17 saw MessageSizeTooLargeError and a crash). Run against that code,
+this test failed: each update also recomputed the window from all its entries,
+and after 1,100 s the worker had not counted the day yet. Here 20,000 calls, a
+few moved to another hour by a second version, are produced into the calls
+topic; the day's record in the windows changelog must stay small (its size is
+printed) and the figures must equal a recomputation.
 
 The 100,000-call case of issue 17 runs in the pure core with the real
-serialized sizes (tests/unit/processors/test_metrics_tally.py): through the
-worker it would take minutes on a shared 2-core machine, 20,000 already fails
-on the old format.
+serialized sizes (tests/unit/processors/test_metrics_tally.py), and through
+`make run` in `make soak`; here it would take minutes of a shared 2-core machine.
 """
 
 from __future__ import annotations
