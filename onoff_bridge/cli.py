@@ -344,6 +344,7 @@ def simulate(
     poison_calls: Annotated[
         bool, typer.Option(help="Add a call dated 9999-12-31 and one dated year 1.")
     ] = False,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.", min=1)] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Send realistic Onoff traffic to ONOFF_BRIDGE_INGRESS_URL and log it to a ledger."""
@@ -367,7 +368,7 @@ def simulate(
     )
     from pathlib import Path
 
-    options = RunOptions(traffic, Path(ledger), retry_delay, timeout, linger)
+    options = RunOptions(traffic, Path(ledger), retry_delay, timeout, linger, concurrency)
     settings = SimulationSettings()
     _say(f"simulating seed {seed} against {settings.ingress_url}; ledger {ledger}")
     with Progress(disable=not progress, transient=False) as bar:
