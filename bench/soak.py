@@ -310,6 +310,10 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(run.pid, signal.SIGKILL)
                 run.wait()
+        # A worker still finishing a download from the stopped audio server can outlive
+        # `run`; its process group is ours alone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
     result["samples"] = soak.samples
     result["failures"] = failures
     result["finished_at"] = datetime.now(UTC).isoformat()
