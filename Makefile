@@ -116,6 +116,10 @@ bench-latency: install ## End-to-end latency, ingress 200 to onoff.calls and to 
 bench-recovery: install ## A restarted metrics worker restoring 200,000 changelog records (saves bench/results/recovery-*.json)
 	$(BIN)/python -m bench.recovery
 
+.PHONY: soak
+soak: install ## 10 min at 200 calls/s against `onoff-bridge run` with a 100,000-call user and poison calls, then verify (SOAK_* variables)
+	$(BIN)/python -m bench.soak
+
 .PHONY: bench-report
 bench-report: install ## Write docs/performance.md, its charts and the README's table from bench/results/
 	$(BIN)/python -m bench.report

@@ -343,6 +343,14 @@ def simulate(
     ] = 60.0,
     expired_share: Annotated[float, typer.Option(help="Share of audio links expired.")] = 0.15,
     flaky_share: Annotated[float, typer.Option(help="Share of links failing once (503).")] = 0.15,
+    heavy_user_calls: Annotated[
+        int,
+        typer.Option(help="How many of the planned calls one user makes, all on the run's day."),
+    ] = 0,
+    poison_calls: Annotated[
+        bool, typer.Option(help="Add a call dated 9999-12-31 and one dated year 1.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.", min=1)] = 32,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Send realistic Onoff traffic to ONOFF_BRIDGE_INGRESS_URL and log it to a ledger."""
@@ -361,10 +369,12 @@ def simulate(
         time_scale=time_scale,
         expired_share=expired_share,
         flaky_share=flaky_share,
+        heavy_user_calls=heavy_user_calls,
+        poison_calls=poison_calls,
     )
     from pathlib import Path
 
-    options = RunOptions(traffic, Path(ledger), retry_delay, timeout, linger)
+    options = RunOptions(traffic, Path(ledger), retry_delay, timeout, linger, concurrency)
     settings = SimulationSettings()
     _say(f"simulating seed {seed} against {settings.ingress_url}; ledger {ledger}")
     with Progress(disable=not progress, transient=False) as bar:

@@ -11,6 +11,12 @@ same deliveries, bodies and links. What a call sends, as Onoff does:
   so far plus `callRecordingUrl`.
 
 `time_scale` compresses those minutes: at 60, five minutes take five seconds.
+
+For soak runs: `heavy_user_calls` gives that many of the planned calls to one
+user, all started on the run's UTC day (one day window, many calls), and
+`poison_calls` adds two calls dated at the ends of the calendar, one started
+9999-12-31 (no metrics window can hold it) and one in the year 1 (past any
+dedupe retention); the ingress accepts both, the processors dead-letter them.
 """
 
 from __future__ import annotations
@@ -112,6 +118,8 @@ class TrafficOptions:
     sms_share: float = 0.15
     update_share: float = 0.4
     recorded_share: float = 0.5
+    heavy_user_calls: int = 0
+    poison_calls: bool = False
 
 
 @dataclass
@@ -140,8 +148,19 @@ def plan_traffic(options: TrafficOptions, now: datetime, audio_base: str) -> Tra
         (0.0, DeliveryKind.ACTIVATION, CDR_PATH, dict(ACTIVATION_PAYLOAD))
     ]
     count = max(1, round(options.rate * options.duration_s))
+    if options.heavy_user_calls > count:
+        raise ValueError(f"{options.heavy_user_calls} heavy-user calls, but only {count} planned")
     moments = sorted(rng.uniform(0, options.duration_s) for _ in range(count))
+    # Its own generator, so the rest of the plan is the same with or without a heavy user.
+    heavy_slots = set(
+        random.Random(f"{options.seed}/heavy").sample(range(count), options.heavy_user_calls)  # noqa: S311
+    )
+    heavy = _User("Heavy User", f"heavy.user.s{options.seed}@sim.example.com", ("+15550000001",))
     for n, due in enumerate(moments):
+        if n in heavy_slots:
+            ended = _within_day(now + timedelta(seconds=due), now)
+            drafts.extend(_call(rng, options, n, heavy, ended, due, audio_base, plan.links))
+            continue
         user = rng.choice(users)
         ended = now + timedelta(seconds=due)
         if rng.random() < options.sms_share:
@@ -149,12 +168,42 @@ def plan_traffic(options: TrafficOptions, now: datetime, audio_base: str) -> Tra
             drafts.append((due, DeliveryKind.SMS, SMS_PATH, body))
         else:
             drafts.extend(_call(rng, options, n, user, ended, due, audio_base, plan.links))
+    if options.poison_calls:
+        drafts.extend(_poison_calls(options, users[0], options.duration_s / 2))
     drafts.sort(key=lambda draft: draft[0])
     plan.deliveries = [
         Delivery(round(due, 3), seq, kind, path, body)
         for seq, (due, kind, path, body) in enumerate(drafts)
     ]
     return plan
+
+
+def _within_day(moment: datetime, now: datetime) -> datetime:
+    """`moment` moved into the UTC day of `now`, with room for a call of up to an hour before it."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return min(max(moment, day + timedelta(hours=1)), day + timedelta(days=1, seconds=-1))
+
+
+def _poison_calls(
+    options: TrafficOptions, user: _User, due: float
+) -> list[tuple[float, DeliveryKind, str, dict[str, Any]]]:
+    drafts = []
+    for name, moment in (("9999", "9999-12-31T23:59:59Z"), ("0001", "0001-01-01T00:00:00Z")):
+        body = {
+            "id": f"sim{options.seed}-poison-{name}",
+            "eventName": "CDR",
+            "onoffUserName": user.name,
+            "onoffUserEmail": user.email,
+            "onoffUserNumber": user.numbers[0],
+            "externalNumber": "+15550000002",
+            "callStarted": moment,
+            "callEnded": moment,
+            "callDuration": 0,
+            "callDirection": "INBOUND",
+            "callStatus": "MISSED",
+        }
+        drafts.append((due, DeliveryKind.CALL, CDR_PATH, body))
+    return drafts
 
 
 def _users(rng: random.Random, seed: int) -> list[_User]:

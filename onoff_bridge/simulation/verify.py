@@ -14,8 +14,9 @@ from onoff_bridge.settings import BridgeSettings
 from onoff_bridge.simulation.ledger import Ledger
 from onoff_bridge.simulation.readback import ReadRecord, TopicReader
 from processors.merge import CONTENT_FIELDS, Outcome, fold
-from processors.metrics.aggregation import Aggregator, metrics_record
-from processors.metrics.windows import Window, user_key
+from processors.metrics.aggregation import Aggregator
+from processors.metrics.figures import metrics_record
+from processors.metrics.windows import UnplaceableCallError, Window, user_key
 
 CALL_KINDS = {"call", "update", "recording"}
 
@@ -45,6 +46,15 @@ class TopicRecords:
     calls: list[ReadRecord] = field(default_factory=list)
     recordings: list[ReadRecord] = field(default_factory=list)
     metrics: list[ReadRecord] = field(default_factory=list)
+    deadletters: list[ReadRecord] = field(default_factory=list)
+
+    def rejected_by(self, source: str) -> set[tuple[int, int]]:
+        """(partition, offset) of each source record a processor dead-lettered."""
+        return {
+            (r.value["sourcePartition"], r.value["sourceOffset"])
+            for r in self.deadletters
+            if r.value["source"] == source and r.value.get("sourceOffset") is not None
+        }
 
 
 def check(ledger: Ledger, topics: TopicRecords, checks: Checks = Checks()) -> Report:
@@ -115,9 +125,17 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
             )
         seen[version] = call
     finals = {call_id: seen[max(seen)] for call_id, seen in versions.items()}
+    refused = topics.rejected_by("dedupe")
+    raw_positions: dict[str, set[tuple[int, int]]] = {}
+    for record in topics.cdr_raw:
+        raw_positions.setdefault(record.value["id"], set()).add((record.partition, record.offset))
+    dead_lettered = 0
     for call_id, events in sorted(raw_by_id.items()):
-        expected = _merged(events)
         final = finals.get(call_id)
+        if final is None and raw_positions[call_id] <= refused:
+            dead_lettered += 1  # every delivery refused by dedupe (past its retention)
+            continue
+        expected = _merged(events)
         if final is None:
             report.problems.append(f"calls: {call_id} has {len(events)} raw deliveries but no call")
             continue
@@ -129,7 +147,8 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
             )
     report.notes.append(
         f"calls: {len(raw_by_id)} calls in onoff.cdr.raw, {len(finals)} in onoff.calls, "
-        f"{sum(len(v) for v in versions.values())} versions"
+        f"{sum(len(v) for v in versions.values())} versions, "
+        f"{dead_lettered} dead-lettered by dedupe"
     )
     return finals
 
@@ -199,16 +218,29 @@ def _check_metrics(ledger: Ledger, topics: TopicRecords, report: Report) -> None
         if e.kind in CALL_KINDS and (key := user_key(e.body)) is not None
     }
     finals: dict[str, dict[str, Any]] = {}
+    positions: dict[str, set[tuple[int, int]]] = {}
     for record in topics.calls:
         call = record.value
+        positions.setdefault(call["id"], set()).add((record.partition, record.offset))
         if (
             user_key(call) in users
             and call["version"] >= finals.get(call["id"], {"version": 0})["version"]
         ):
             finals[call["id"]] = call
+    refused = topics.rejected_by("metrics")
     aggregator = Aggregator()
+    unplaceable = 0
     for call in finals.values():
-        for update in aggregator.plan(call):
+        try:
+            updates = aggregator.plan(call)
+        except UnplaceableCallError:
+            unplaceable += 1
+            if not positions[call["id"]] & refused:
+                report.problems.append(
+                    f"metrics: {call['id']} cannot be placed and is not in the dead-letter topic"
+                )
+            continue
+        for update in updates:
             aggregator.apply(update)
     expected = {
         key: metrics_record(Window.parse(key), f) for key, f in aggregator.figures().items()
@@ -230,7 +262,10 @@ def _check_metrics(ledger: Ledger, topics: TopicRecords, report: Report) -> None
             report.problems.append(
                 f"metrics: {key} counts {got['callsTotal']} calls, expected none"
             )
-    report.notes.append(f"metrics: {len(expected)} windows recomputed, {len(latest)} in the topic")
+    report.notes.append(
+        f"metrics: {len(expected)} windows recomputed, {len(latest)} in the topic, "
+        f"{unplaceable} calls unplaceable (dead-lettered)"
+    )
 
 
 def run_verify(
@@ -256,6 +291,11 @@ def run_verify(
         ),
         "recordings": (SchemaName.RECORDING, names.recordings, checks.recordings),
         "metrics": (SchemaName.USER_CALL_METRICS, names.user_call_metrics, checks.metrics),
+        "deadletters": (
+            SchemaName.REJECTED_DELIVERY,
+            names.deadletter,
+            checks.calls or checks.metrics,
+        ),
     }
     readers = {
         attr: TopicReader(settings.kafka_config(), topic, AvroCodec(registry, schema, topic))

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
 
-from processors.metrics.aggregation import Figures, metrics_record
+from processors.metrics.figures import Figures, metrics_record
 from processors.metrics.processor import MetricsProcessor
 from processors.metrics.windows import Granularity, Window, window_range
 
@@ -35,9 +35,11 @@ class QueryError(ValueError):
 def parse_moment(text: str, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError as exc:
         raise QueryError(f"{name}: not an ISO-8601 date or time: {text!r}") from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as exc:  # e.g. year 1 at +01:00 has no UTC equivalent
+        raise QueryError(f"{name}: out of the calendar's range: {text!r}") from exc
 
 
 def window_json(window: Window, figures: Figures) -> dict[str, Any]:
@@ -60,6 +62,29 @@ async def _learn_partitions(processor: MetricsProcessor) -> None:
         await transport_producer._ensure_producer().partitions_for(topic)
 
 
+def _earlier(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _windows(
+    user: str, granularity: Granularity, first: datetime, last: datetime, most: int
+) -> list[Window]:
+    """The windows asked for; QueryError past `most` of them or past the calendar's end."""
+    windows: list[Window] = []
+    try:
+        for window in window_range(user, granularity, first, last):
+            if len(windows) == most:
+                raise QueryError(f"more than {most} windows asked for")
+            window.end  # noqa: B018  # its record must be computable
+            windows.append(window)
+    except OverflowError as exc:
+        raise QueryError("the range reaches past the calendar's end") from exc
+    return windows
+
+
 def metrics_view(processor: MetricsProcessor, max_windows: int) -> View:
     async def user_metrics(web: Any, request: Any, user: str) -> Any:
         user = user.lower()
@@ -73,13 +98,11 @@ def metrics_view(processor: MetricsProcessor, max_windows: int) -> View:
             first = (
                 parse_moment(query["from"], "from")
                 if "from" in query
-                else last - processor.retention
+                else _earlier(last, processor.retention)
             )
+            windows = _windows(user, granularity, first, last, max_windows)
         except QueryError as exc:
             return web.json({"error": str(exc)}, status=400)
-        windows = list(window_range(user, granularity, first, last))
-        if len(windows) > max_windows:
-            return web.json({"error": f"more than {max_windows} windows asked for"}, status=400)
         try:
             await _learn_partitions(processor)
             return await processor.app.router.route_req(processor.windows.name, user, web, request)

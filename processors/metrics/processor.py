@@ -12,31 +12,45 @@ owning the state of its own partitions:
    contributions topic keyed by *user*: the contribution for the windows of
    this version, a retraction for the others, each stamped with the version.
 2. windows agent, on the contributions topic (partition of the user). Table
-   `metrics-windows`: window key -> {call id: [version, lastUpdatedAt, contribution]}.
-   Per call, the highest version wins; the figures are derived from the
-   entries and a UserCallMetrics record is sent when they change.
+   `metrics-windows` holds, in that partition, each window's tally (running
+   sums, two small tops for the maxima, a sequence number) and each call's
+   share of each window (version, contribution, the contribution it replaced,
+   the window's sequence number then): see `tally.py`. Per call, the highest
+   version wins; the sums move from its old contribution to the new one, and a
+   UserCallMetrics record is sent when the figures change. A window's records
+   stay a few hundred bytes whatever the number of calls it counts.
 
 Why this counts each call once across restarts and rebalances, with
 at_least_once delivery: both tables are rebuilt from their changelogs by
 whichever worker takes a partition over, and every step is idempotent. An
-update replaces the call's entry instead of adding to a sum, so a replayed
-update changes nothing; a version's updates cover the call's whole footprint,
-so losing an earlier version's updates is healed by any later one; a version
-equal to the one applied sends its updates again, which heals a crash that
-saved the call's state but lost some updates. The other option, partial
-aggregates per (window, source partition) combined when read, would spread a
-window over several workers and leave no single place to emit its record.
-Keying the windows by user puts all of a user's windows in one partition, so
-the HTTP query is answered by one worker (faust routes it there).
+update is applied only when its version is newer than the call's share, so a
+replayed update changes nothing; a version's updates cover the call's whole
+footprint, so losing an earlier version's updates is healed by any later one;
+a version equal to the one applied sends its updates again, which heals a
+crash that saved the call's state but lost some updates. The share is written
+before the tally, and both changelog writes of an update go to one partition
+in order, so a crash keeps a prefix of them: a share saved without its tally
+carries a sequence number ahead of the window's, and the replay of that update
+(it was not committed) applies the share's change again from the contribution
+it replaced. The other option, partial aggregates per (window, source
+partition) combined when read, would spread a window over several workers and
+leave no single place to emit its record. Keying the windows by user puts all
+of a user's windows in one partition, so the HTTP query is answered by one
+worker (faust routes it there).
 
-A record lost in a crash after the window state was saved would not be sent
-again by a change, so a repeated update sends the window's current record
-again: identical, since it is derived only from the entries.
+A record lost in a crash after the tally was saved would not be sent again by
+a change, so a repeated update sends the window's current record again:
+identical, since it is derived only from the tally.
+
+A call the pure core cannot place (no hour or day window holds its start, or
+a talk time no window can sum) is counted as `unplaceable` and dead-lettered
+with its partition and offset; the worker goes on.
 
 Expiry runs on event time, the latest lastUpdatedAt seen: a version whose
 windows all ended more than the retention before is late (counted, logged,
-not applied); a timer drops windows and calls past the retention plus a
-grace, with tombstones in their changelogs.
+not applied); a timer drops windows, their shares and calls past the
+retention plus a grace, with tombstones in their changelogs. Log lines name a
+window by `Window.redacted` (a hash for the user), never by its key.
 """
 
 from __future__ import annotations
@@ -51,22 +65,30 @@ from faust.types import EventT, StreamT
 
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
-from processors.dedupe import decode_with_retry
 from processors.expiry import expire_entries
-from processors.metrics.aggregation import (
-    Applied,
-    CallState,
-    Decision,
-    Figures,
-    Update,
-    apply_update,
-    figures_of,
-    metrics_record,
-    plan,
-)
+from processors.metrics.aggregation import CallState, Decision, Update, plan
+from processors.metrics.figures import Figures, metrics_record
 from processors.metrics.settings import MetricsSettings
-from processors.metrics.windows import Window, from_millis, to_millis, windows_of
+from processors.metrics.tally import (
+    Applied,
+    Share,
+    Tally,
+    apply_update,
+    from_entries,
+    parse_share_key,
+    refill,
+    share_key,
+    share_prefix,
+)
+from processors.metrics.windows import (
+    UnplaceableCallError,
+    Window,
+    from_millis,
+    to_millis,
+    updated_millis,
+)
 from processors.progress import ProgressTracker
+from processors.records import decode_with_retry
 from schemas import AvroCodec, RecordDecodeError
 
 log = logging.getLogger(__name__)
@@ -131,11 +153,17 @@ class MetricsProcessor:
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return "deadlettered"
-        updated_ms = to_millis(call["lastUpdatedAt"])
-        self.calls_clock_ms = max(self.calls_clock_ms, updated_ms)
-        horizon = from_millis(self.calls_clock_ms) - self.retention
-        windows = windows_of(call)
-        if windows and all(w.end < horizon for w in windows):
+        stored = self.calls.get(call["id"])
+        state = CallState.from_json(stored) if stored is not None else None
+        try:
+            updated_ms = updated_millis(call)
+            self.calls_clock_ms = max(self.calls_clock_ms, updated_ms)
+            horizon = from_millis(self.calls_clock_ms) - self.retention
+            decision, new_state, updates = plan(state, call, horizon)
+        except UnplaceableCallError as exc:
+            await self._reject(message, str(exc), "unplaceable")
+            return "unplaceable"
+        if decision is Decision.LATE:
             log.warning(
                 "call version %s of %s is past the metrics retention; not counted",
                 call["version"],
@@ -148,15 +176,12 @@ class MetricsProcessor:
                 },
             )
             return self._processed("late", message)
-        stored = self.calls.get(call["id"])
-        state = CallState.from_json(stored) if stored is not None else None
-        decision, new_state, updates = plan(state, call, horizon)
         for update in updates:
             await self.contributions.send(
                 key=Window.parse(update.window).user,
                 value={"w": update.window, **update.to_json(), "t": self.calls_clock_ms},
             )
-        if decision is Decision.NEW_VERSION or new_state != state:
+        if new_state is not None and (decision is Decision.NEW_VERSION or new_state != state):
             # The partition is kept so the expiry timer can write the tombstone there.
             self.calls[call["id"]] = {
                 **new_state.to_json(),
@@ -174,43 +199,94 @@ class MetricsProcessor:
         if window.end < from_millis(int(value["t"])) - self.retention:
             log.warning(
                 "update of window %s is past the metrics retention; not applied",
-                update.window,
-                extra={"topic": message.topic, "partition": message.partition},
+                window.redacted,
+                extra={
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                },
             )
             return self._processed("late", message)
-        stored = self.windows.get(update.window)
-        entries: dict[str, Any] = dict(stored["calls"]) if stored is not None else {}
-        before = figures_of(entries.values())
-        applied = apply_update(entries, update)
-        if applied is Applied.CHANGED:
-            self.windows[update.window] = {"p": message.partition, "calls": entries}
-            after = figures_of(entries.values())
+        stored = self._tally(update.window, message.partition)
+        before = stored.figures() if stored is not None else Figures()
+        key = share_key(update.window, update.call_id)
+        stored_share = self.windows.get(key)
+        step = apply_update(
+            stored,
+            Share.from_json(stored_share) if stored_share is not None else None,
+            update.version,
+            update.updated_ms,
+            update.contribution,
+        )
+        # The share first: a crash before the tally is written is repaired from it.
+        if step.share is not None:
+            self.windows[key] = {"p": message.partition, **step.share.to_json()}
+        tally = step.tally
+        if tally.exhausted:
+            tally = refill(tally, self._shares(update.window))
+        if step.tally_changed:
+            self.windows[update.window] = {"p": message.partition, **tally.to_json()}
+            after = tally.figures()
             if _differ(before, after):
                 await self._emit(window, after)
-        elif applied is Applied.REPEAT and stored is not None:
+        elif step.applied is Applied.REPEAT and stored is not None:
             await self._emit(window, before)
-        return self._processed(f"window_{applied.value}", message)
+        return self._processed(f"window_{step.applied.value}", message)
+
+    def _tally(self, window_key: str, partition: int | None = None) -> Tally | None:
+        stored = self.windows.get(window_key)
+        if stored is None:
+            return None
+        if "calls" in stored and partition is not None:
+            # A window written before tallies held every call's entry: split it up once.
+            tally, shares = from_entries(stored["calls"])
+            for call_id, share in shares.items():
+                self.windows[share_key(window_key, call_id)] = {"p": partition, **share.to_json()}
+            self.windows[window_key] = {"p": partition, **tally.to_json()}
+            return tally
+        if "calls" in stored:
+            return from_entries(stored["calls"])[0]
+        return Tally.from_json(stored)
+
+    def _shares(self, window_key: str) -> list[Share]:
+        """Every share of a window, by a scan of this worker's windows table.
+
+        Only needed when retractions emptied a top (see tally.py), so rarely.
+        """
+        prefix = share_prefix(window_key)
+        return [
+            Share.from_json(value)
+            for key, value in list(self.windows.data.items())
+            if isinstance(key, str) and key.startswith(prefix)
+        ]
 
     async def _emit(self, window: Window, figures: Figures) -> None:
         await self.output.send(key=window.key, value=metrics_record(window, figures))
 
     def current(self, window: Window) -> Figures | None:
         """The figures of a window held by this worker, None when it counts no call."""
-        stored = self.windows.get(window.key)
-        if stored is None:
+        tally = self._tally(window.key)
+        if tally is None:
             return None
-        figures = figures_of(stored["calls"].values())
+        figures = tally.figures()
         return figures if figures.calls_total else None
 
     def expire(self) -> tuple[int, int]:
-        """Drops windows and calls past the retention plus grace; returns how many of each."""
+        """Drops windows (with their shares) and calls past the retention plus grace;
+        returns how many windows and shares together, and how many calls."""
         windows_horizon = from_millis(self.windows_clock_ms) - self.retention - self._grace
         calls_horizon_ms = to_millis(
             from_millis(self.calls_clock_ms) - self.retention - self._grace
         )
-        windows = self._expire(
-            self.windows, lambda key, _value: Window.parse(key).end < windows_horizon
-        )
+
+        def window_expired(key: str, _value: Any) -> bool:
+            share = parse_share_key(key)
+            try:
+                return Window.parse(share[0] if share else key).end < windows_horizon
+            except ValueError:  # not a key of ours
+                return False
+
+        windows = self._expire(self.windows, window_expired)
         calls = self._expire(
             self.calls,
             lambda _key, value: (
@@ -229,9 +305,9 @@ class MetricsProcessor:
         self._progress.processed(NAME, outcome, message.topic, message.partition, message.offset)
         return outcome
 
-    async def _reject(self, message: Any, reason: str) -> None:
+    async def _reject(self, message: Any, reason: str, outcome: str = "deadlettered") -> None:
         await self._deadletters.reject(NAME, message, reason)
-        self._processed("deadlettered", message)
+        self._processed(outcome, message)
 
 
 def _table(app: faust.App, name: str, partitions: int) -> Table[str, dict[str, Any]]:

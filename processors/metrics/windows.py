@@ -3,15 +3,25 @@
 A window is named by its key, '<user key>/<granularity>/<window start ISO-8601>',
 which is also the key of its UserCallMetrics record. The user key comes first
 and may itself hold a '/', so keys are split from the right.
+
+A call whose start has no hour or day window that Python's datetime can hold
+(its day ends past 9999-12-31, or its offset moves it before year 1) cannot be
+placed: `windows_of` raises `UnplaceableCallError`, and the worker dead-letters
+the record rather than crash on it.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+
+class UnplaceableCallError(ValueError):
+    """A call that has no window: counted as `unplaceable` and dead-lettered by the worker."""
 
 
 class Granularity(enum.StrEnum):
@@ -54,6 +64,12 @@ class Window:
     def key(self) -> str:
         return f"{self.user}/{self.granularity.value}/{self.start.isoformat()}"
 
+    @property
+    def redacted(self) -> str:
+        """The key with the user (an e-mail or a phone number) replaced by a hash, for logs."""
+        digest = hashlib.blake2b(self.user.encode(), digest_size=6).hexdigest()
+        return f"user#{digest}/{self.granularity.value}/{self.start.isoformat()}"
+
     @classmethod
     def parse(cls, key: str) -> Window:
         user, granularity, start = key.rsplit("/", 2)
@@ -61,12 +77,24 @@ class Window:
 
 
 def windows_of(call: Mapping[str, Any]) -> list[Window]:
-    """The windows a call version counts in: its hour and its day, or none without user or start."""
+    """The windows a call version counts in: its hour and its day, or none without user or start.
+
+    Raises UnplaceableCallError when a window cannot be represented.
+    """
     user = user_key(call)
     started: datetime | None = call.get("callStarted")
     if user is None or started is None:
         return []
-    return [Window(user, g, window_start(started, g)) for g in Granularity]
+    try:
+        windows = [Window(user, g, window_start(started, g)) for g in Granularity]
+        for window in windows:
+            window.end  # noqa: B018  # computed here so that it cannot fail later
+    except OverflowError as exc:
+        # astimezone before year 1, or a window ending after 9999-12-31.
+        raise UnplaceableCallError(
+            f"cannot place the call: no hour and day window holds callStarted {started.isoformat()}"
+        ) from exc
+    return windows
 
 
 def window_range(
@@ -86,6 +114,18 @@ _MILLISECOND = timedelta(milliseconds=1)
 def to_millis(moment: datetime) -> int:
     # Exact integer arithmetic: float timestamps can round a millisecond away.
     return (moment - EPOCH) // _MILLISECOND
+
+
+def updated_millis(call: Mapping[str, Any]) -> int:
+    """The call's lastUpdatedAt in milliseconds; UnplaceableCallError when it has no UTC time."""
+    updated: datetime = call["lastUpdatedAt"]
+    try:
+        updated.astimezone(UTC)
+    except OverflowError as exc:
+        raise UnplaceableCallError(
+            f"cannot place the call: lastUpdatedAt {updated.isoformat()} has no UTC time"
+        ) from exc
+    return to_millis(updated)
 
 
 def from_millis(millis: int) -> datetime:

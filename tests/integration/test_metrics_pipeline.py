@@ -26,6 +26,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from processors.merge import new_call
+from processors.metrics.tally import parse_share_key
 from schemas import AvroCodec, SchemaName
 from tests.integration.ingress_fixtures import read_topic
 from tests.integration.processor_fixtures import Worker, WorkerFactory
@@ -308,3 +309,15 @@ def test_a_version_past_the_retention_is_counted_not_applied_and_old_windows_exp
     _, latest = latest_metrics(endpoints, metrics)
     old_records = [r for r in latest.values() if r["windowStart"] == old_day]
     assert [(r["granularity"], r["talkSecondsTotal"]) for r in old_records] == [("day", 60)]
+
+    # The expiry dropped the old windows' tallies and the call's shares of them: the
+    # windows changelog ends each of their keys with a tombstone.
+    changelog = f"{workers.app_id_prefix}-metrics-metrics-windows-changelog"
+    last: dict[str, bytes | None] = {}
+    for message in read_topic(endpoints.kafka_bootstrap_servers, changelog, timeout_s=10):
+        last[(message.key() or b"").decode()] = message.value()
+    old_keys = [k for k in last if old_day.date().isoformat() in k]
+    shares = [k for k in old_keys if parse_share_key(k) is not None]
+    assert len(shares) == 2 and len(old_keys) == 4, sorted(last)
+    assert all(last[k] is None for k in old_keys), {k: last[k] for k in old_keys}
+    assert any(last[k] is not None for k in last if recent_day.date().isoformat() in k)

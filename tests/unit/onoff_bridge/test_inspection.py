@@ -9,7 +9,7 @@ from onoff_bridge.deadletters import REPLAY_HEADER
 from onoff_bridge.inspection import build_report, changes, render
 from onoff_bridge.partitions import ReadRecord
 from processors.merge import Outcome, fold
-from processors.metrics.aggregation import Figures, metrics_record
+from processors.metrics.figures import Figures, metrics_record
 from processors.metrics.windows import windows_of
 from processors.recordings.processor import link_digest, record_key
 from schemas.settings import TopicNames

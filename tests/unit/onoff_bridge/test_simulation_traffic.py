@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ NOW = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
 BASE = "http://127.0.0.1:9"
 
 
-def _plan(seed: int = 3, **options: float):
+def _plan(seed: int = 3, **options: Any):
     return plan_traffic(
         TrafficOptions(seed=seed, rate=20, duration_s=30, time_scale=60, **options), NOW, BASE
     )
@@ -91,3 +92,36 @@ def test_audio_is_deterministic_per_link() -> None:
     assert audio_bytes(link.path) == audio_bytes(link.path)
     assert audio_sha256(link.path) != audio_sha256(link.path + "x")
     assert 2048 <= len(audio_bytes(link.path)) <= 8192
+
+
+def test_a_heavy_user_takes_that_many_calls_all_on_the_runs_day() -> None:
+    late = datetime(2026, 12, 2, 23, 59, 50, tzinfo=UTC)  # the run crosses midnight
+    plan = plan_traffic(
+        TrafficOptions(seed=3, rate=20, duration_s=30, heavy_user_calls=400), late, BASE
+    )
+    firsts = [d.body for d in plan.deliveries if d.kind is DeliveryKind.CALL]
+    heavy = [b for b in firsts if b["onoffUserEmail"].startswith("heavy.user.")]
+    assert len(heavy) == 400 and len({b["id"] for b in heavy}) == 400
+    assert {b["callStarted"][:10] for b in heavy} == {"2026-12-02"}
+    # The rest of the plan is drawn as without a heavy user.
+    plain = plan_traffic(TrafficOptions(seed=3, rate=20, duration_s=30), late, BASE)
+    assert len(plan.deliveries) != len(plain.deliveries)
+    with pytest.raises(ValueError, match="only 600 planned"):
+        plan_traffic(
+            TrafficOptions(seed=3, rate=20, duration_s=30, heavy_user_calls=601), NOW, BASE
+        )
+
+
+def test_poison_calls_are_dated_at_both_ends_of_the_calendar() -> None:
+    plan = plan_traffic(
+        TrafficOptions(seed=3, rate=20, duration_s=30, poison_calls=True), NOW, BASE
+    )
+    poison = {d.id: d.body for d in plan.deliveries if "-poison-" in d.id}
+    assert sorted(b["callStarted"] for b in poison.values()) == [
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ]
+    plain = plan_traffic(TrafficOptions(seed=3, rate=20, duration_s=30), NOW, BASE)
+    assert [d.body for d in plan.deliveries if "-poison-" not in d.id] == [
+        d.body for d in plain.deliveries
+    ]

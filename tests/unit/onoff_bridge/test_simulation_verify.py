@@ -79,3 +79,43 @@ def test_a_final_state_that_is_not_the_merge_is_named(tmp_path: Path) -> None:
     topics.calls[-1] = ReadRecord("c1", {**last.value, "callNotes": "other"}, 0, last.offset)
     problems = check(ledger, topics, CHECKS).problems
     assert any("differs from the merge" in p and "callNotes" in p for p in problems), problems
+
+
+def test_calls_the_processors_dead_lettered_pass_only_with_their_dead_letters(
+    tmp_path: Path,
+) -> None:
+    ledger = _ledger(tmp_path)
+    topics = _topics(ledger)
+    # Dedupe refused every delivery of c1 (past its retention): no call, two dead letters.
+    topics.calls.clear()
+    problems = check(ledger, topics, CHECKS).problems
+    assert any("no call" in p for p in problems), problems
+    topics.deadletters = [
+        ReadRecord(None, {"source": "dedupe", "sourcePartition": 0, "sourceOffset": n}, 0, n)
+        for n in (0, 1)
+    ]
+    assert check(ledger, topics, CHECKS).ok
+
+
+def test_an_unplaceable_call_passes_the_metrics_only_when_dead_lettered(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    body = {"id": "p1", "eventName": "CDR", "onoffUserEmail": "a@x.test"}
+    with open_ledger(path) as writer:
+        delivery = Delivery(0, 0, DeliveryKind.CALL, "/v1/onoff/cdr", body)
+        writer.event(delivery, orjson.dumps(body))
+        writer.answer(delivery, 1, 200, None, False, 1.0)
+    ledger = read_ledger(path)
+    call = {
+        "id": "p1",
+        "version": 1,
+        "onoffUserEmail": "a@x.test",
+        "callStarted": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        "lastUpdatedAt": RECEIVED,
+    }
+    topics = TopicRecords(calls=[ReadRecord("p1", call, 2, 7)])
+    metrics_only = Checks(raw=False, calls=False, recordings=False, metrics=True)
+    problems = check(ledger, topics, metrics_only).problems
+    assert problems == ["metrics: p1 cannot be placed and is not in the dead-letter topic"]
+    dead = {"source": "metrics", "sourcePartition": 2, "sourceOffset": 7}
+    topics.deadletters = [ReadRecord(None, dead, 0, 0)]
+    assert check(ledger, topics, metrics_only).ok

@@ -10,15 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.metrics.aggregation import (
-    Aggregator,
-    Applied,
-    Decision,
-    Update,
-    apply_update,
-    metrics_record,
-    plan,
-)
+from processors.metrics.aggregation import Aggregator, Decision, Update, plan
+from processors.metrics.figures import metrics_record
+from processors.metrics.tally import Applied
 from processors.metrics.windows import Granularity, Window, user_key, window_start
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -110,25 +104,28 @@ def test_a_new_version_moving_a_call_to_another_user_and_hour_retracts_the_old_o
 
 def test_repeats_send_the_same_updates_and_stale_versions_send_none() -> None:
     decision, state, first = plan(None, call(version=2))
-    assert decision is Decision.NEW_VERSION and state.version == 2
+    assert decision is Decision.NEW_VERSION and state is not None and state.version == 2
     assert plan(state, call(version=2)) == (Decision.REPEAT, state, first)
     assert plan(state, call(version=1)) == (Decision.STALE, state, [])
 
 
 def test_windows_past_the_horizon_get_no_update() -> None:
-    _, state, updates = plan(None, call(), T0 + timedelta(days=1))
-    assert updates == [] and state.touched == ()
-    _, state, updates = plan(None, call(), T0 + timedelta(hours=2))
+    assert plan(None, call(), T0 + timedelta(days=1)) == (Decision.LATE, None, [])
+    decision, state, updates = plan(None, call(), T0 + timedelta(hours=2))
+    assert decision is Decision.NEW_VERSION and state is not None
     assert [Window.parse(u.window).granularity for u in updates] == [Granularity.DAY]
+    # A later version that is all past the horizon changes nothing, and retracts nothing.
+    assert plan(state, call(version=2), T0 + timedelta(days=1)) == (Decision.LATE, state, [])
 
 
 def test_a_window_keeps_the_highest_version_of_each_call() -> None:
-    entries: dict[str, Any] = {}
+    aggregator = Aggregator()
     key = "ada@example.com/day/2026-03-02T00:00:00+00:00"
-    assert apply_update(entries, Update(key, "c-1", [2, 0, None])) is Applied.CHANGED
-    assert apply_update(entries, Update(key, "c-1", [1, 0, [1] * 7])) is Applied.STALE
-    assert apply_update(entries, Update(key, "c-1", [2, 0, None])) is Applied.REPEAT
-    assert entries == {"c-1": [2, 0, None]}
+    assert aggregator.apply(Update(key, "c-1", [2, 0, None])) is Applied.CHANGED
+    assert aggregator.apply(Update(key, "c-1", [1, 0, [1] * 7])) is Applied.STALE
+    assert aggregator.apply(Update(key, "c-1", [2, 0, None])) is Applied.REPEAT
+    assert aggregator.figures() == {}
+    assert aggregator.shares[key]["c-1"].version == 2
 
 
 def test_statuses_and_talk_time() -> None:
@@ -159,6 +156,13 @@ def test_user_keys_and_window_keys() -> None:
     window = Window("we/ird@example.com", Granularity.HOUR, T0)
     assert window.key == "we/ird@example.com/hour/2026-03-02T09:00:00+00:00"
     assert Window.parse(window.key) == window
+    # What logs may say of a window: the user hashed, the same hash for the same user.
+    assert "ird@example.com" not in window.redacted
+    assert window.redacted.endswith("/hour/2026-03-02T09:00:00+00:00")
+    assert (
+        window.redacted.split("/")[0]
+        == Window(window.user, Granularity.DAY, T0).redacted.split("/")[0]
+    )
     assert window.end == T0 + timedelta(hours=1)
     late = datetime(2026, 3, 2, 23, 59, 59, 999000, tzinfo=UTC)
     assert window_start(late, Granularity.DAY) == datetime(2026, 3, 2, tzinfo=UTC)
