@@ -101,6 +101,7 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
         if record.value["id"] in ids:
             raw_by_id.setdefault(record.value["id"], []).append(record.value)
     versions: dict[str, dict[int, dict[str, Any]]] = {}
+    repeats = 0
     for record in topics.calls:
         call = record.value
         if call["id"] not in ids:
@@ -109,6 +110,7 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
         version = int(call["version"])
         top = max(seen, default=0)
         if version in seen:
+            repeats += 1
             if call != seen[version]:
                 report.problems.append(
                     f"calls: {call['id']} version {version} repeated with other content"
@@ -133,7 +135,7 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
             )
     report.notes.append(
         f"calls: {len(raw_by_id)} calls in onoff.cdr.raw, {len(finals)} in onoff.calls, "
-        f"{sum(len(v) for v in versions.values())} versions"
+        f"{sum(len(v) for v in versions.values())} versions, {repeats} records repeating one"
     )
     return finals
 
