@@ -301,6 +301,13 @@ def run(
     processors_port: Annotated[
         int, typer.Option(help="First of the three processors' web ports.")
     ] = 6066,
+    simulator_audio_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Where `simulate` serves its audio; the recordings worker trusts this one "
+            "loopback port. Default: the ingress port + 9."
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack and every service in the foreground; Ctrl-C stops all."""
     from onoff_bridge.devrun import run_everything
@@ -312,6 +319,7 @@ def run(
             say=_say,
             ingress_port=ingress_port,
             processors_port=processors_port,
+            simulator_audio_port=simulator_audio_port or ingress_port + 9,
         )
     except StackError as exc:
         raise _fail(exc) from exc

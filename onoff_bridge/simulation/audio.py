@@ -68,14 +68,14 @@ class AudioFaults:
 class AudioServer:
     """A threaded HTTP server on a random loopback port; counts requests and answers."""
 
-    def __init__(self, faults: AudioFaults | None = None) -> None:
+    def __init__(self, faults: AudioFaults | None = None, port: int = 0) -> None:
         self.faults = faults or AudioFaults()
         self.requests: Counter[str] = Counter()  # per path, whatever the answer
         self.answers: Counter[str] = Counter()  # per outcome: "200", "404", "cut", ...
         self._final: Counter[str] = Counter()  # per path: audio served whole, or expired
         self._lock = threading.Lock()
         self._random = random.Random(self.faults.seed)  # noqa: S311 - reproducible faults
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._http = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 
@@ -188,8 +188,8 @@ def _handler(server: AudioServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving_audio(faults: AudioFaults | None = None) -> Iterator[AudioServer]:
-    server = AudioServer(faults)
+def serving_audio(faults: AudioFaults | None = None, port: int = 0) -> Iterator[AudioServer]:
+    server = AudioServer(faults, port)
     server.start()
     try:
         yield server

@@ -58,7 +58,10 @@ async def _simulate(
     summary = RunSummary()
     now = datetime.now(UTC).replace(microsecond=0)
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    with serving_audio(options.audio_faults) as audio, open_ledger(options.ledger) as ledger:
+    with (
+        serving_audio(options.audio_faults, settings.simulator_audio_port) as audio,
+        open_ledger(options.ledger) as ledger,
+    ):
         plan = plan_traffic(options.traffic, now, audio.base_url)
         ledger.run(
             seed=options.traffic.seed,
