@@ -28,6 +28,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/faults/" in str(item.path):
             item.add_marker(pytest.mark.fault)
+            # A run takes 1 to 2 minutes; one that fails waits out the simulator's linger
+            # and verify's timeout before it can say what is missing.
+            item.add_marker(pytest.mark.timeout(600))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -70,7 +70,7 @@ class Traffic:
     time_scale: float = 60.0
     retry_delay_s: float = 2.0
     timeout_s: float = 10.0
-    linger_s: float = 120.0
+    linger_s: float = 60.0
     options: tuple[str, ...] = ()
 
     def args(self, ledger: Path) -> list[str]:
@@ -297,7 +297,7 @@ class Pipeline:
         simulation.wait_started()
         return simulation
 
-    def verify(self, ledger: Path, timeout_s: float = 150.0) -> subprocess.CompletedProcess[str]:
+    def verify(self, ledger: Path, timeout_s: float = 90.0) -> subprocess.CompletedProcess[str]:
         return cli(
             "verify",
             f"--ledger={ledger}",
@@ -348,8 +348,9 @@ def statuses(answers: list[dict[str, Any]]) -> dict[str, int]:
 
 def verified(result: subprocess.CompletedProcess[str]) -> str:
     """verify's report, which must say OK; on a mismatch the assertion shows all of it."""
-    report = result.stdout + result.stderr
-    assert result.returncode == 0 and "verify: OK" in result.stdout, report[-6000:]
+    waited = result.stderr.strip().splitlines()[-3:]  # its "waiting: ..." lines, the last ones
+    report = result.stdout[-6000:] + "\n".join(waited)
+    assert result.returncode == 0 and "verify: OK" in result.stdout, report
     return result.stdout
 
 

@@ -20,7 +20,7 @@ from tests.faults.conftest import Report
 from tests.faults.pipeline import Pipeline, Traffic, statuses, verified, verify_summary
 from tests.integration.broker_fixtures import DedicatedStack
 
-TRAFFIC = Traffic(seed=1303, linger_s=180.0)
+TRAFFIC = Traffic(seed=1303, linger_s=120.0)
 DOWN_AT_S = 5.0
 KILL_AT_S = 7.0
 DOWN_FOR_S = 15.0
@@ -52,7 +52,7 @@ def test_a_registry_stopped_under_load_stops_no_delivery_and_the_processors_catc
     plain.registry.wait_ready()
     up = time.time()
     said = simulation.finish(timeout_s=420)
-    checked = verified(pipeline.verify(simulation.ledger, timeout_s=180))
+    checked = verified(pipeline.verify(simulation.ledger, timeout_s=120))
 
     answers = simulation.answers()
     during = statuses([a for a in answers if down <= a["at"] <= up])
