@@ -40,7 +40,8 @@ def test_a_broker_stopped_and_started_under_load_loses_nothing(
 
     answers = simulation.answers()
     during = statuses([a for a in answers if down <= a["at"] <= up])
-    report(f"Kafka down {up - stopping:.0f}s; answers while down {during}; {said.strip()}")
+    report(f"Kafka down {up - stopping:.0f}s; answers while down {during}")
+    report(said.strip().splitlines()[-1])
     report(verify_summary(checked))
     # Never a 500 or a dropped connection: a clear 503, or a 200 that is kept.
     assert set(statuses(answers)) <= {"200", "503"}, statuses(answers)
