@@ -2,7 +2,7 @@
 
 A test that stops Kafka or the registry stops its own: `own_stack` is a broker
 and a registry of the fault tests alone (`broker_fixtures.DedicatedStack`),
-started once per session, never the session's shared stack, which other tests
+started once for them all, never the session's shared stack, which other tests
 use. The secured-cluster scenario uses the cluster tests' fixtures.
 """
 
@@ -38,8 +38,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedStack]:
+    """Started once for the fault tests, and stopped after the last of them, so the tests
+    that follow in the session do not share the machine with a broker and a registry more."""
     began = time.monotonic()
     with dedicated_stack(tmp_path_factory.mktemp("fault-stack")) as started:
         _REPORTS.append(
