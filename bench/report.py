@@ -51,6 +51,16 @@ def _row(part: str, measured: str, against: str, date: str) -> str:
     return f"| {part} | {measured} | {against} | {date} |"
 
 
+def _latency(figures: dict[str, float] | None, seen: int | None, answered: int | None) -> str:
+    if not figures:
+        return "none seen within the wait"
+    measured = f"p50 {figures['p50']} ms, p95 {figures['p95']} ms, p99 {figures['p99']} ms"
+    if seen is not None and answered and seen < answered:
+        # Percentiles of the calls that arrived only: say how many did not.
+        measured += f" ({answered - seen:,} of {answered:,} not seen)"
+    return measured
+
+
 def rows(found: dict[str, dict[str, Any]]) -> list[str]:
     out = ["| part | measured | against | date, CPU |", "| --- | --- | --- | --- |"]
     if ingress := found.get("ingress"):
@@ -107,24 +117,18 @@ def rows(found: dict[str, dict[str, Any]]) -> list[str]:
                 )
             )
     if latency := found.get("latency"):
-        calls, metrics_ms = latency["to_calls_ms"], latency["to_metrics_ms"]
-        out.append(
-            _row(
-                f"end to end at {latency['rate_per_s']:g} calls/s: 200 → onoff.calls",
-                f"p50 {calls['p50']} ms, p95 {calls['p95']} ms, p99 {calls['p99']} ms",
-                "goal p99 ≤ 1,000 ms",
-                _when(latency),
+        for target, field, seen, goal in (
+            ("onoff.calls", "to_calls_ms", "seen_in_calls", "goal p99 ≤ 1,000 ms"),
+            ("metrics", "to_metrics_ms", "seen_in_metrics", "goal p99 ≤ 2,000 ms"),
+        ):
+            out.append(
+                _row(
+                    f"end to end at {latency['rate_per_s']:g} calls/s: 200 → {target}",
+                    _latency(latency.get(field), latency.get(seen), latency.get("answered")),
+                    goal,
+                    _when(latency),
+                )
             )
-        )
-        out.append(
-            _row(
-                f"end to end at {latency['rate_per_s']:g} calls/s: 200 → metrics",
-                f"p50 {metrics_ms['p50']} ms, p95 {metrics_ms['p95']} ms, "
-                f"p99 {metrics_ms['p99']} ms",
-                "goal p99 ≤ 2,000 ms",
-                _when(latency),
-            )
-        )
     if len(out) == 2:
         out.append("| (no results yet: run `make bench`) | | | |")
     return out

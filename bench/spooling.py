@@ -22,13 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from bench.common import bench_topics, child, free_port, peak_rss_mb, say, topics_env
 from onoff_bridge.localstack import StackEndpoints
-from onoff_bridge.localstack.dedicated import DedicatedKafka
+from onoff_bridge.localstack.dedicated import DedicatedKafka, dedicated_settings
 
 Wrk = Callable[[str, str, int, int], dict[str, Any]]
 
@@ -40,10 +39,8 @@ SAMPLE = (
 def measure_spooling(
     endpoints: StackEndpoints, api_key: str, wrk: Wrk, duration_s: int, connections: int
 ) -> dict[str, Any]:
-    registry_port = urlsplit(endpoints.schema_registry_url).port
-    assert registry_port is not None
     home = Path(tempfile.mkdtemp(prefix="onoff-bench-spool-"))
-    kafka = DedicatedKafka(home / "kafka", registry_port, say=say, heap="512m")
+    kafka = DedicatedKafka(dedicated_settings(home / "kafka", kafka_heap="512m"))
     say(f"spooling: a Kafka of its own at {kafka.bootstrap_servers}")
     kafka.start()
     try:
@@ -84,7 +81,7 @@ def measure_spooling(
             say(f"  {drain['records_per_s']:,.0f} records/s")
             rss = peak_rss_mb(process.pid)
     finally:
-        if kafka.running():
+        if kafka.running:
             kafka.stop()
         shutil.rmtree(home, ignore_errors=True)
     return {

@@ -307,6 +307,13 @@ def run(
     processors_port: Annotated[
         int, typer.Option(help="First of the three processors' web ports.")
     ] = 6066,
+    simulator_audio_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Where `simulate` serves its audio; the recordings worker trusts this one "
+            "loopback port. Default: the ingress port + 9."
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack and every service in the foreground; Ctrl-C stops all."""
     from onoff_bridge.devrun import run_everything
@@ -318,6 +325,7 @@ def run(
             say=_say,
             ingress_port=ingress_port,
             processors_port=processors_port,
+            simulator_audio_port=simulator_audio_port or ingress_port + 9,
         )
     except StackError as exc:
         raise _fail(exc) from exc
@@ -351,12 +359,20 @@ def simulate(
         bool, typer.Option(help="Add a call dated 9999-12-31 and one dated year 1.")
     ] = False,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at most.", min=1)] = 32,
+    audio_failure_share: Annotated[
+        float,
+        typer.Option(help="Share of all audio requests that fail (500, 503, body cut off)."),
+    ] = 0.0,
+    audio_delay: Annotated[
+        float, typer.Option(help="Seconds (at most) the audio server waits before each answer.")
+    ] = 0.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Send realistic Onoff traffic to ONOFF_BRIDGE_INGRESS_URL and log it to a ledger."""
     from rich.progress import Progress
 
     from onoff_bridge.simulation import SimulationError
+    from onoff_bridge.simulation.audio import AudioFaults
     from onoff_bridge.simulation.runner import RunOptions
     from onoff_bridge.simulation.runner import simulate as run_simulation
     from onoff_bridge.simulation.settings import SimulationSettings
@@ -374,7 +390,10 @@ def simulate(
     )
     from pathlib import Path
 
-    options = RunOptions(traffic, Path(ledger), retry_delay, timeout, linger, concurrency)
+    faults = AudioFaults(audio_failure_share, audio_delay, seed)
+    options = RunOptions(
+        traffic, Path(ledger), retry_delay, timeout, linger, concurrency, audio_faults=faults
+    )
     settings = SimulationSettings()
     _say(f"simulating seed {seed} against {settings.ingress_url}; ledger {ledger}")
     with Progress(disable=not progress, transient=False) as bar:
@@ -390,7 +409,8 @@ def simulate(
     typer.echo(
         f"sent {summary.sent}, delivered {summary.delivered}, gave up {summary.gave_up}, "
         f"retried {summary.retried}; audio links {summary.links}, "
-        f"not fetched {summary.links_not_fetched}"
+        f"not fetched {summary.links_not_fetched}; audio answers "
+        + (", ".join(f"{k} {v}" for k, v in summary.audio_answers.items()) or "none")
     )
 
 
@@ -409,7 +429,9 @@ def verify(
 
     from onoff_bridge.simulation import SimulationError
     from onoff_bridge.simulation.ledger import read_ledger
+    from onoff_bridge.simulation.stored import StoredObjects
     from onoff_bridge.simulation.verify import Checks, run_verify
+    from processors.settings import ProcessorSettings
 
     try:
         entries = read_ledger(Path(ledger))
@@ -417,7 +439,8 @@ def verify(
         raise _fail(exc) from exc
     checks = Checks(calls=not skip_calls, recordings=not skip_recordings, metrics=not skip_metrics)
     try:
-        report = run_verify(entries, BridgeSettings(), checks, timeout, say=_say)
+        store = StoredObjects(ProcessorSettings().recordings)
+        report = run_verify(entries, BridgeSettings(), checks, timeout, say=_say, store=store)
     except SimulationError as exc:
         raise _fail(exc) from exc
     for note in report.notes:

@@ -9,6 +9,7 @@ the terminal and in var/log/run.log; only Ctrl-C or SIGTERM stops everything.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -45,6 +46,7 @@ def run_everything(
     say: Say,
     ingress_port: int = 8080,
     processors_port: int = 6066,
+    simulator_audio_port: int = 8089,
 ) -> None:
     stack = LocalStack(settings, say)
     _log_supervision_to(settings.log_dir / "run.log")
@@ -84,8 +86,20 @@ def run_everything(
             "ONOFF_BRIDGE_METRICS__RETENTION_DAYS": os.environ.get(
                 "ONOFF_BRIDGE_METRICS__RETENTION_DAYS", "3650"
             ),
+            # `onoff-bridge simulate` serves its recordings on loopback, which the recordings
+            # worker refuses (SSRF defence); it trusts this one port of this host, no other.
+            "ONOFF_BRIDGE_RECORDINGS__TRUSTED_ENDPOINTS": os.environ.get(
+                "ONOFF_BRIDGE_RECORDINGS__TRUSTED_ENDPOINTS",
+                json.dumps([f"{settings.host}:{simulator_audio_port}"]),
+            ),
         }
-        stack.write_env({"ONOFF_BRIDGE_INGRESS_URL": ingress_url, "ONOFF_BRIDGE_API_KEY": api_key})
+        stack.write_env(
+            {
+                "ONOFF_BRIDGE_INGRESS_URL": ingress_url,
+                "ONOFF_BRIDGE_API_KEY": api_key,
+                "ONOFF_BRIDGE_SIMULATOR_AUDIO_PORT": str(simulator_audio_port),
+            }
+        )
         specs = [
             _child(
                 "ingress",
@@ -114,6 +128,7 @@ def run_everything(
             f"  workers    {processors_url}  (dedupe; recordings and metrics on the next two"
             " ports; /healthz, /metrics)"
         )
+        say(f"  simulator  audio on {settings.host}:{simulator_audio_port} (onoff-bridge simulate)")
         say(f"  api key    {api_key}")
         say(f"  env        source {settings.env_file}")
         say("")

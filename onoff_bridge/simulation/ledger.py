@@ -8,7 +8,8 @@ Line types (`type`):
 - `event`: a delivery as first sent: sequence number, id, kind, path, the
   sha256 of the exact bytes sent (`bodySha256`), the ingress's canonical hash
   of it (`contentSha256`, what `ingest.contentSha256` holds) and the body;
-- `answer`: one attempt's outcome: HTTP status, or the error for a timeout;
+- `answer`: one attempt's outcome: HTTP status, or the error for a timeout,
+  and when it came (`at`, Unix time, so an answer can be set against a fault);
 - `gave_up`: a delivery whose every attempt failed, which Onoff would drop;
 - `done`: the totals at the end.
 """
@@ -16,6 +17,7 @@ Line types (`type`):
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,6 +95,7 @@ class LedgerWriter:
                 "error": error,
                 "quarantined": quarantined,
                 "elapsedMs": round(elapsed_ms, 1),
+                "at": round(time.time(), 3),
             }
         )
 

@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from onoff_bridge.simulation import ActivationFailedError
-from onoff_bridge.simulation.audio import serving_audio
+from onoff_bridge.simulation.audio import AudioFaults, serving_audio
 from onoff_bridge.simulation.ledger import LedgerWriter, open_ledger
 from onoff_bridge.simulation.sender import Attempt, WebhookSender
 from onoff_bridge.simulation.settings import SimulationSettings
@@ -28,6 +28,7 @@ class RunOptions:
     timeout_s: float = 10.0
     linger_s: float = 60.0  # how long to keep serving audio for the recordings worker
     concurrency: int = 32
+    audio_faults: AudioFaults = field(default_factory=AudioFaults)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RunSummary:
     retried: int = 0
     links: int = 0
     links_not_fetched: int = 0
+    audio_answers: dict[str, int] = field(default_factory=dict)  # "200", "503", "cut", ...
     failed: set[int] = field(default_factory=set)  # seqs given up on
 
 
@@ -56,7 +58,10 @@ async def _simulate(
     summary = RunSummary()
     now = datetime.now(UTC).replace(microsecond=0)
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    with serving_audio() as audio, open_ledger(options.ledger) as ledger:
+    with (
+        serving_audio(options.audio_faults, settings.simulator_audio_port) as audio,
+        open_ledger(options.ledger) as ledger,
+    ):
         plan = plan_traffic(options.traffic, now, audio.base_url)
         ledger.run(
             seed=options.traffic.seed,
@@ -69,6 +74,8 @@ async def _simulate(
                 "timeScale": options.traffic.time_scale,
                 "retryDelayS": options.retry_delay_s,
                 "timeoutS": options.timeout_s,
+                "audioFailureShare": options.audio_faults.failure_share,
+                "audioDelayS": options.audio_faults.delay_s,
             },
             deliveries=len(plan.deliveries),
         )
@@ -106,6 +113,7 @@ async def _simulate(
         wanted = [link for link in plan.links if link.call_id in delivered_ids]
         left = await asyncio.to_thread(audio.wait_fetched, wanted, options.linger_s)
         summary.links_not_fetched = len(left)
+        summary.audio_answers = dict(sorted(audio.answers.items()))
         ledger.done(
             finishedAt=datetime.now(UTC).isoformat(),
             sent=summary.sent,
@@ -113,6 +121,7 @@ async def _simulate(
             gaveUp=summary.gave_up,
             retried=summary.retried,
             linksNotFetched=[link.url for link in left],
+            audioAnswers=summary.audio_answers,
         )
     return summary
 

@@ -1,6 +1,7 @@
 """Checks every topic against a simulation's ledger; `run_verify` polls until they agree.
 
-`check` is pure: the ledger and the records read so far in, a report out.
+`check` is pure: the ledger, the records read so far and the digests of the
+stored recordings read back from the store in, a report out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from onoff_bridge.settings import BridgeSettings
 from onoff_bridge.simulation.ledger import Ledger
 from onoff_bridge.simulation.readback import ReadRecord, TopicReader
+from onoff_bridge.simulation.stored import StoredObjects
 from processors.merge import CONTENT_FIELDS, Outcome, fold
 from processors.metrics.aggregation import Aggregator
 from processors.metrics.figures import metrics_record
@@ -55,6 +57,9 @@ class TopicRecords:
             for r in self.deadletters
             if r.value["source"] == source and r.value.get("sourceOffset") is not None
         }
+
+    # storage URI -> sha256 of the bytes the store holds there (or "unreadable: ...")
+    stored: dict[str, str] = field(default_factory=dict)
 
 
 def check(ledger: Ledger, topics: TopicRecords, checks: Checks = Checks()) -> Report:
@@ -107,6 +112,7 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
         if record.value["id"] in ids:
             raw_by_id.setdefault(record.value["id"], []).append(record.value)
     versions: dict[str, dict[int, dict[str, Any]]] = {}
+    repeats = 0
     for record in topics.calls:
         call = record.value
         if call["id"] not in ids:
@@ -115,6 +121,7 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
         version = int(call["version"])
         top = max(seen, default=0)
         if version in seen:
+            repeats += 1
             if call != seen[version]:
                 report.problems.append(
                     f"calls: {call['id']} version {version} repeated with other content"
@@ -147,7 +154,7 @@ def _check_calls(ledger: Ledger, topics: TopicRecords, report: Report) -> dict[s
             )
     report.notes.append(
         f"calls: {len(raw_by_id)} calls in onoff.cdr.raw, {len(finals)} in onoff.calls, "
-        f"{sum(len(v) for v in versions.values())} versions, "
+        f"{sum(len(v) for v in versions.values())} versions, {repeats} records repeating one, "
         f"{dead_lettered} dead-lettered by dedupe"
     )
     return finals
@@ -196,14 +203,17 @@ def _check_recordings(
             report.problems.append(f"{name} was not stored ({_statuses(records)})")
         elif len(kept) > 1:
             report.problems.append(f"{name} was stored {len(kept)} times")
-        elif next(iter(kept))[2] != link["sha256"]:
+        elif (claimed := next(iter(kept)))[2] != link["sha256"]:
+            report.problems.append(f"{name} stored with sha256 {claimed[2]}, not {link['sha256']}")
+        elif (held := topics.stored.get(claimed[0], "not read back")) != link["sha256"]:
             report.problems.append(
-                f"{name} stored with sha256 {next(iter(kept))[2]}, not {link['sha256']}"
+                f"{name}: the store holds {held} at {claimed[0]}, not sha256 {link['sha256']}"
             )
         else:
             stored += 1
     report.notes.append(
-        f"recordings: {checked} delivered links, {stored} stored right, {expired} expired"
+        f"recordings: {checked} delivered links, {stored} stored right (read back from the "
+        f"store), {expired} expired"
     )
 
 
@@ -268,6 +278,16 @@ def _check_metrics(ledger: Ledger, topics: TopicRecords, report: Report) -> None
     )
 
 
+def stored_uris(ledger: Ledger, recordings: Iterable[ReadRecord]) -> set[str]:
+    """Where the run's stored recordings are said to be: what `verify` reads back."""
+    calls = {link["callId"] for link in ledger.audio}
+    return {
+        r.value["storageUri"]
+        for r in recordings
+        if r.value["status"] == "stored" and r.value["callId"] in calls and r.value["storageUri"]
+    }
+
+
 def run_verify(
     ledger: Ledger,
     settings: BridgeSettings,
@@ -275,8 +295,16 @@ def run_verify(
     timeout_s: float,
     poll_s: float = 2.0,
     say: Callable[[str], None] = print,
+    store: StoredObjects | None = None,
 ) -> Report:
-    """Reads the topics to their ends and checks; again every `poll_s` until all agree."""
+    """Reads the topics to their ends and checks; again every `poll_s` until all agree.
+
+    `store` reads the stored recordings back (the local directory store of the
+    default recordings settings when None)."""
+    if store is None:
+        from processors.recordings.settings import RecordingSettings
+
+        store = StoredObjects(RecordingSettings())
     from schemas import AvroCodec, SchemaName, registry_client
 
     registry = registry_client(settings.registry_connection())
@@ -309,6 +337,9 @@ def run_verify(
             for attr, reader in readers.items():
                 reader.drain()
                 setattr(records, attr, reader.records)
+            if checks.recordings:
+                uris = stored_uris(ledger, records.recordings)
+                records.stored = {uri: store.digest(uri) for uri in uris}
             report = check(ledger, records, checks)
             if report.ok or time.monotonic() >= deadline:
                 return report

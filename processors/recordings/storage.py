@@ -141,7 +141,7 @@ class S3Store:
         self.bucket = settings.s3_bucket
         self.part_size = settings.s3_part_size_bytes
         self._spool_dir = settings.spool_dir
-        self._client = client if client is not None else _s3_client(settings)
+        self._client = client if client is not None else s3_client(settings)
 
     @property
     def spool_dir(self) -> Path:
@@ -203,7 +203,8 @@ class S3Store:
             raise
 
 
-def _s3_client(settings: RecordingSettings) -> Any:
+def s3_client(settings: RecordingSettings) -> Any:
+    """A boto3 S3 client for the configured endpoint and keys (also how `verify` reads objects)."""
     try:
         import boto3
         from botocore.config import Config

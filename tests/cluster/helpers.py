@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -46,9 +46,13 @@ def new_layout() -> Layout:
     return Layout(topics, f"sec-{suffix}")
 
 
-def client_env(
-    cluster: SecureEndpoints, layout: Layout, home: Path, **extra: str
-) -> dict[str, str]:
+class Reachable(Protocol):
+    """How to reach Kafka and the registry: `SecureEndpoints`, or a plain `StackEndpoints`."""
+
+    def as_env(self) -> dict[str, str]: ...
+
+
+def client_env(cluster: Reachable, layout: Layout, home: Path, **extra: str) -> dict[str, str]:
     """What a child process gets: nothing ONOFF_BRIDGE_* from the test run, the cluster's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONOFF_BRIDGE_", "PYTEST"))}
     env |= cluster.as_env() | layout.env()

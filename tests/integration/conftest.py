@@ -18,7 +18,7 @@ from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 
 # Fixtures, found by pytest by name in this module.
-from tests.integration.outage_fixtures import dedicated_kafka, relay  # noqa: F401
+from tests.integration.outage_fixtures import dedicated_kafka_fixture, relay  # noqa: F401
 from tests.integration.processor_fixtures import WorkerFactory, worker_factory
 from tests.integration.provision import provide_endpoints
 from tests.integration.recordings_fixtures import AudioServer, audio_server

@@ -17,23 +17,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from onoff_bridge.localstack import StackEndpoints
-from onoff_bridge.localstack.dedicated import DedicatedKafka
+from onoff_bridge.localstack.dedicated import DedicatedKafka, dedicated_kafka
 
 
-@pytest.fixture
-def dedicated_kafka(
+@pytest.fixture(name="dedicated_kafka")
+def dedicated_kafka_fixture(
     tmp_path_factory: pytest.TempPathFactory, endpoints: StackEndpoints
 ) -> Iterator[DedicatedKafka]:
-    registry_port = urlsplit(endpoints.schema_registry_url).port
-    assert registry_port is not None
-    kafka = DedicatedKafka(tmp_path_factory.mktemp("dedicated-kafka"), registry_port)
-    assert kafka.bootstrap_servers != endpoints.kafka_bootstrap_servers
-    kafka.start()
-    try:
+    with dedicated_kafka(tmp_path_factory.mktemp("dedicated-kafka")) as kafka:
+        assert kafka.bootstrap_servers != endpoints.kafka_bootstrap_servers
         yield kafka
-    finally:
-        kafka.stop()
-        assert not kafka.running()
+    assert not kafka.running
 
 
 class RegistryRelay:

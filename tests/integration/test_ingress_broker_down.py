@@ -38,10 +38,11 @@ def test_no_200_is_given_for_a_record_kafka_does_not_hold(
     endpoints: StackEndpoints,
     registry: SchemaRegistryClient,
 ) -> None:
+    kafka = dedicated_kafka
     suffix = uuid.uuid4().hex[:10]
     topics = TopicNames(**{field: f"outage.{field}.{suffix}" for field in TopicNames.model_fields})
-    ensure_topics(dedicated_kafka.bootstrap_servers, topic_specs(topics, partitions=3))
-    own = StackEndpoints(dedicated_kafka.bootstrap_servers, endpoints.schema_registry_url)
+    ensure_topics(kafka.bootstrap_servers, topic_specs(topics, partitions=3))
+    own = StackEndpoints(kafka.bootstrap_servers, endpoints.schema_registry_url)
     acknowledged: list[str] = []
     sent = 0
 
@@ -61,7 +62,7 @@ def test_no_200_is_given_for_a_record_kafka_does_not_hold(
         assert client.get("/readyz").status_code == 200
         assert [post()[0] for _ in range(3)] == [200, 200, 200]
 
-        dedicated_kafka.stop()
+        kafka.stop()
         for _ in range(3):
             status, elapsed, headers = post()
             assert status == 503
@@ -73,7 +74,7 @@ def test_no_200_is_given_for_a_record_kafka_does_not_hold(
         assert ready.json()["kafka"] is False
         assert ready.headers["retry-after"] == str(RETRY_AFTER_S)
 
-        dedicated_kafka.start()
+        kafka.start()
         deadline = time.monotonic() + 60
         while True:
             status, elapsed, headers = post()
@@ -89,7 +90,7 @@ def test_no_200_is_given_for_a_record_kafka_does_not_hold(
         registry,
         SchemaName.CALL_EVENT,
         topics.cdr_raw,
-        read_topic(dedicated_kafka.bootstrap_servers, topics.cdr_raw),
+        read_topic(kafka.bootstrap_servers, topics.cdr_raw),
     )
     missing = [rid for rid in acknowledged if rid not in stored]
     assert not missing, f"answered 200 but not in {topics.cdr_raw}: {missing}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from onoff_bridge.localstack import StackEndpoints
@@ -98,3 +99,91 @@ def test_a_simulated_run_verifies_and_a_false_ledger_does_not(
     finally:
         ingress.terminate()
         ingress.wait(timeout=30)
+
+
+def _stack_env(path: Path) -> dict[str, str]:
+    """What `source var/stack.env` sets."""
+    found = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep:
+            found[key] = value
+    return found
+
+
+def test_simulate_then_verify_pass_against_make_run_as_the_readme_shows(
+    endpoints: StackEndpoints, tmp_path: Path
+) -> None:
+    """`make run`, then `source var/stack.env`, `simulate` and `verify`, as in the README.
+
+    `make run`'s recordings worker refuses loopback links (SSRF defence) except the
+    one port it tells `simulate` to serve its audio on, through var/stack.env.
+    """
+    import os
+    import signal
+    import uuid
+
+    from onoff_bridge.localstack import StackSettings
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = {
+        f"ONOFF_BRIDGE_TOPICS__{field.upper()}": f"run.{field}.{suffix}"
+        for field in TopicNames.model_fields
+    }
+    keep = ("ONOFF_BRIDGE_STACK_",)  # this session's stack ports and home
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ONOFF_BRIDGE_") or k.startswith(keep)
+    }
+    base = {k: v for k, v in base.items() if not k.startswith("PYTEST")}
+    ingress_port, processors_port, audio_port = free_port(), free_port(), free_port()
+    run_env = base | topics | {"ONOFF_BRIDGE_APP_ID_PREFIX": f"run-{suffix}"}
+    command = [
+        sys.executable,
+        "-m",
+        "onoff_bridge",
+        "run",
+        f"--ingress-port={ingress_port}",
+        f"--processors-port={processors_port}",
+        f"--simulator-audio-port={audio_port}",
+    ]
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(command, env=run_env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while "running (" not in log.read_text(errors="replace"):
+            assert run.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        sourced = base | topics | _stack_env(StackSettings().env_file)
+        assert sourced["ONOFF_BRIDGE_SIMULATOR_AUDIO_PORT"] == str(audio_port)
+        assert sourced["ONOFF_BRIDGE_INGRESS_URL"] == f"http://127.0.0.1:{ingress_port}"
+        ledger = tmp_path / "ledger.jsonl"
+        seed = int(suffix, 16) % 100_000
+        simulated = _cli(
+            sourced,
+            "simulate",
+            f"--seed={seed}",
+            "--rate=5",
+            "--duration=8",
+            "--time-scale=120",
+            f"--ledger={ledger}",
+            "--linger=30",
+            "--no-progress",
+        )
+        assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+        assert "gave up 0" in simulated.stdout and "not fetched 0" in simulated.stdout, (
+            simulated.stdout
+        )
+        verified = _cli(sourced, "verify", f"--ledger={ledger}", "--timeout=60")
+        assert verified.returncode == 0, f"seed {seed}:\n" + verified.stdout + verified.stderr
+        assert "0 stored right" not in verified.stdout, verified.stdout
+    finally:
+        run.send_signal(signal.SIGTERM)
+        try:
+            run.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()

@@ -82,3 +82,27 @@ def test_the_ingress_row_is_followed_by_its_spooling_figures(tmp_path: Path) -> 
     assert "3,100 req/s" in spooling and "10,000 records/s" in spooling
     assert "half the ingress's rate (2,000 req/s)" in spooling
     assert table.index(spooling) == 3  # right after the ingress's own row
+
+
+def test_a_latency_run_that_saw_nothing_or_not_everything_says_so(tmp_path: Path) -> None:
+    figures = {"p50": 40.0, "p95": 90.0, "p99": 120.0, "max": 150.0}
+    _write(
+        tmp_path,
+        "latency-20260201T000000Z.json",
+        {
+            "benchmark": "latency",
+            "date": "2026-02-01",
+            "rate_per_s": 500,
+            "answered": 1000,
+            "seen_in_calls": 990,
+            "seen_in_metrics": 0,
+            "to_calls_ms": figures,
+            "to_metrics_ms": None,
+            "to_calls_distribution_ms": [],
+            "to_metrics_distribution_ms": [],
+        },
+    )
+    table = "\n".join(rows(latest(tmp_path)))
+    assert "p99 120.0 ms (10 of 1,000 not seen)" in table
+    assert "200 → metrics | none seen within the wait" in table
+    assert not latency_chart(latest(tmp_path)["latency"], tmp_path / "latency.png")

@@ -8,11 +8,14 @@ from typing import Any
 
 import orjson
 
+from onoff_bridge.simulation.audio import audio_bytes, audio_sha256
 from onoff_bridge.simulation.ledger import Ledger, open_ledger, read_ledger
 from onoff_bridge.simulation.readback import ReadRecord
-from onoff_bridge.simulation.traffic import Delivery, DeliveryKind
-from onoff_bridge.simulation.verify import Checks, TopicRecords, check
+from onoff_bridge.simulation.stored import StoredObjects
+from onoff_bridge.simulation.traffic import AudioLink, Delivery, DeliveryKind, LinkBehaviour
+from onoff_bridge.simulation.verify import Checks, TopicRecords, check, stored_uris
 from processors.merge import fold
+from processors.recordings.settings import RecordingSettings
 
 RECEIVED = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
 BODIES = [
@@ -119,3 +122,96 @@ def test_an_unplaceable_call_passes_the_metrics_only_when_dead_lettered(tmp_path
     dead = {"source": "metrics", "sourcePartition": 2, "sourceOffset": 7}
     topics.deadletters = [ReadRecord(None, dead, 0, 0)]
     assert check(ledger, topics, metrics_only).ok
+
+
+AUDIO_BASE = "http://127.0.0.1:1"
+RECORDED = "/audio/ok/c2/recording.mp3"
+
+
+def _recorded(tmp_path: Path) -> tuple[Ledger, TopicRecords, Path]:
+    """A call with one recording link; its record says stored, and the store holds it."""
+    link = AudioLink(RECORDED, AUDIO_BASE + RECORDED, "c2", "recording", LinkBehaviour.OK)
+    body = {
+        "id": "c2",
+        "eventName": "RECORDING",
+        "onoffUserEmail": "b@x.test",
+        "callStatus": "ANSWERED",
+        "callRecordingUrl": link.url,
+    }
+    path = tmp_path / "ledger.jsonl"
+    with open_ledger(path) as writer:
+        writer.audio(link)
+        delivery = Delivery(0, 0, DeliveryKind.RECORDING, "/v1/onoff/cdr", body)
+        writer.event(delivery, orjson.dumps(body))
+        writer.answer(delivery, 1, 200, None, False, 1.0)
+    ledger = read_ledger(path)
+    event = ledger.events[0]
+    raw = {**body, "ingest": {"receivedAt": RECEIVED, "contentSha256": event.content_sha256}}
+    _outcome, call = fold(None, raw)
+    stored = tmp_path / "store" / "recording.mp3"
+    stored.parent.mkdir()
+    stored.write_bytes(audio_bytes(RECORDED))
+    record = {
+        "callId": "c2",
+        "kind": "recording",
+        "sourceUrl": link.url,
+        "status": "stored",
+        "storageUri": stored.as_uri(),
+        "sha256": audio_sha256(RECORDED),
+        "fetchedAt": RECEIVED,
+    }
+    topics = TopicRecords(
+        cdr_raw=[ReadRecord("c2", raw, 0, 0)],
+        calls=[ReadRecord("c2", call, 0, 0)],
+        recordings=[ReadRecord("c2/recording", record, 0, 0)],
+    )
+    return ledger, topics, stored
+
+
+def _read_back(ledger: Ledger, topics: TopicRecords) -> TopicRecords:
+    store = StoredObjects(RecordingSettings())
+    topics.stored = {uri: store.digest(uri) for uri in stored_uris(ledger, topics.recordings)}
+    return topics
+
+
+RECORDING_CHECKS = Checks(metrics=False)
+
+
+def test_a_stored_recording_is_hashed_from_the_store(tmp_path: Path) -> None:
+    ledger, topics, _stored = _recorded(tmp_path)
+    report = check(ledger, _read_back(ledger, topics), RECORDING_CHECKS)
+    assert report.ok, report.problems
+    assert "1 stored right" in " ".join(report.notes)
+
+
+def test_a_store_holding_other_bytes_than_the_record_says_is_named(tmp_path: Path) -> None:
+    ledger, topics, stored = _recorded(tmp_path)
+    stored.write_bytes(audio_bytes(RECORDED)[:-1])  # the record still claims the right sha256
+    problems = check(ledger, _read_back(ledger, topics), RECORDING_CHECKS).problems
+    assert any("the store holds" in p and "c2/recording" in p for p in problems), problems
+
+
+def test_a_stored_recording_missing_from_the_store_is_named(tmp_path: Path) -> None:
+    ledger, topics, stored = _recorded(tmp_path)
+    stored.unlink()
+    problems = check(ledger, _read_back(ledger, topics), RECORDING_CHECKS).problems
+    assert any("the store holds unreadable" in p for p in problems), problems
+
+
+def test_a_stored_recording_not_read_back_is_named(tmp_path: Path) -> None:
+    ledger, topics, _stored = _recorded(tmp_path)
+    problems = check(ledger, topics, RECORDING_CHECKS).problems
+    assert any("not read back" in p for p in problems), problems
+
+
+def test_an_expired_link_without_an_expired_record_is_named(tmp_path: Path) -> None:
+    ledger, topics, _stored = _recorded(tmp_path)
+    ledger.audio[0]["expires"] = True
+    problems = check(ledger, _read_back(ledger, topics), RECORDING_CHECKS).problems
+    assert any("expired but has no expired record (stored)" in p for p in problems), problems
+
+
+def test_a_uri_the_store_cannot_read_is_unreadable_not_an_error() -> None:
+    store = StoredObjects(RecordingSettings())
+    assert store.digest("ftp://host/x").startswith("unreadable: no reader for ftp")
+    assert store.digest("file:///nonexistent/x.mp3").startswith("unreadable: ")
