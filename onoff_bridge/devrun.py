@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from onoff_bridge import workers
 from onoff_bridge.localstack import LocalStack, ServiceStartError, StackSettings
 from onoff_bridge.supervisor import ChildSpec, ChildStartError, Supervisor
 from onoff_bridge.topics import ensure_topics
@@ -114,7 +115,8 @@ def run_everything(
                 f"{processors_url}/healthz",
             ),
         ]
-        supervisor = Supervisor(specs, say, stop_timeout_s=30.0)
+        # Longer than `worker all` gives its own workers, so it can stop them in order.
+        supervisor = Supervisor(specs, say, stop_timeout_s=workers.STOP_TIMEOUT_S + 30.0)
         supervisor.start()
         try:
             supervisor.wait_healthy(timeout_s=120.0)

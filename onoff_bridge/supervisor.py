@@ -10,10 +10,12 @@ So one crash never takes Kafka, the registry or the other services with it.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -142,9 +144,28 @@ class Supervisor:
         log.warning(message)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM from the kernel when the supervisor dies.
+
+    A supervisor SIGKILLed (an OOM kill, or `make run` giving up on a slow `worker all`)
+    cannot stop its children, and in their own sessions nothing else reaches them: they
+    would run on as orphans, holding ports and consumer-group memberships.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
     # Own process groups: a terminal's Ctrl-C reaches the supervisor, which stops them in order.
-    return subprocess.Popen(list(spec.command), env=dict(spec.env), start_new_session=True)
+    return subprocess.Popen(
+        list(spec.command),
+        env=dict(spec.env),
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
 
 
 def _wait_healthy(child: _Child, timeout_s: float) -> None:

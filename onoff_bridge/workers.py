@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from onoff_bridge.supervisor import ChildSpec, Supervisor
 from processors.settings import ProcessorSettings
 
+# Faust's own shutdown of a worker can take its broker session timeout; give it room.
+STOP_TIMEOUT_S = 60.0
+
 
 def run_each(settings: ProcessorSettings, names: Sequence[str], say: Callable[[str], None]) -> int:
     """Runs every processor in its own child process until SIGTERM or SIGINT; returns 0."""
@@ -29,8 +32,7 @@ def run_each(settings: ProcessorSettings, names: Sequence[str], say: Callable[[s
         env = {**os.environ, "ONOFF_BRIDGE_WEB_PORT": str(port)}
         command = [sys.executable, "-m", "onoff_bridge", "worker", name]
         specs.append(ChildSpec(name, command, env, f"http://{settings.web_host}:{port}/healthz"))
-    # Faust's own shutdown of a worker can take its broker session timeout; give it room.
-    supervisor = Supervisor(specs, say, stop_timeout_s=60.0)
+    supervisor = Supervisor(specs, say, stop_timeout_s=STOP_TIMEOUT_S)
     supervisor.start()
     for name, pid in supervisor.pids.items():
         spec = next(s for s in specs if s.name == name)

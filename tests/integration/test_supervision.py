@@ -151,6 +151,30 @@ def test_worker_all_restarts_a_killed_worker_and_keeps_the_others(
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
 
 
+def test_workers_do_not_outlive_a_killed_worker_all(
+    endpoints: StackEndpoints, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    """`worker all` SIGKILLed (OOM, or `make run` giving up on it): its workers stop too."""
+    port = free_port()
+    env = worker_env(endpoints, topic_names, "test-orphans", tmp_path / "data")
+    provision_worker_topics(endpoints, topic_names, "test-orphans", "all")
+    command = [sys.executable, "-m", "onoff_bridge", "worker", "all", "--web-port", str(port)]
+    with started(command, env) as (process, output):
+        pids = {name: pid_of(output.wait_for(starts(f"worker {name}: pid"))) for name in NAMES}
+        for offset in range(3):
+            wait_healthy(f"http://127.0.0.1:{port + offset}/healthz")
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 90
+        while alive := [n for n, pid in pids.items() if _running(pid)]:
+            assert time.monotonic() < deadline, f"orphaned workers still running: {alive}"
+            time.sleep(0.5)
+
+
+def _running(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+
+
 def test_make_run_restarts_a_crashed_ingress_and_stops_only_on_a_signal(
     endpoints: StackEndpoints, tmp_path: Path
 ) -> None:
