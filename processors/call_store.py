@@ -19,12 +19,20 @@ the store only needs the value; these adapters put it where Faust would have.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from processors.merge import Record
 from schemas import AvroCodec
+
+
+class Delivery(Protocol):
+    """What the producer returns for a record handed to it (an asyncio future)."""
+
+    def done(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
 
 
 class CallStore(Protocol):
@@ -34,7 +42,7 @@ class CallStore(Protocol):
     def put(self, call_id: str, call: Record, partition: int, value: bytes) -> None:
         """Keeps `call` (encoded as `value`, the bytes sent to onoff.calls) as the current state."""
 
-    def sent(self, deliveries: Iterable[Awaitable[Any]]) -> None:
+    def sent(self, deliveries: Iterable[Delivery]) -> None:
         """The puts since the last call were handed to the producer; these are their deliveries."""
 
     def settle(self) -> None:
@@ -61,7 +69,7 @@ class MemoryCalls:
         self._data[call_id] = call
         self._partitions[call_id] = partition
 
-    def sent(self, deliveries: Iterable[Awaitable[Any]]) -> None:
+    def sent(self, deliveries: Iterable[Delivery]) -> None:
         # Memory is lost with the process and rebuilt from onoff.calls: nothing to wait for.
         return None
 
@@ -74,7 +82,7 @@ class MemoryCalls:
 
 @dataclass
 class _SentBatch:
-    deliveries: list[Any]
+    deliveries: list[Delivery]
     # (partition, call id, call, encoded call) in the order they were sent.
     writes: list[tuple[int, str, Record, bytes]] = field(default_factory=list)
 
@@ -99,7 +107,7 @@ class RocksCalls:
         self.pending[call_id] = call
         self._unsent.append((partition, call_id, call, value))
 
-    def sent(self, deliveries: Iterable[Awaitable[Any]]) -> None:
+    def sent(self, deliveries: Iterable[Delivery]) -> None:
         if self._unsent:
             self._in_flight.append(_SentBatch(list(deliveries), self._unsent))
             self._unsent = []

@@ -19,6 +19,7 @@ offset always has its output behind it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -168,8 +169,11 @@ class DedupeProcessor:
             return
         producer = self._app.producer
         topic = self._calls_topic.get_topic_name()
+        # aiokafka's send only appends to its batches; each returns the record's delivery future.
         deliveries = [
-            await producer.send(topic, key, value, partition, None, None)
+            cast(
+                "asyncio.Future[Any]", await producer.send(topic, key, value, partition, None, None)
+            )
             for key, value, partition in versions
         ]
         self.store.sent(deliveries)

@@ -346,7 +346,7 @@ def read_all(bootstrap: str, topic: str) -> Iterator[bytes]:
             if message is None or message.error() is not None:
                 continue
             yield message.value() or b""
-            if message.offset() + 1 >= ends.get(message.partition(), 0):
+            if (message.offset() or 0) + 1 >= ends.get(message.partition() or 0, 0):
                 ends.pop(message.partition(), None)
     finally:
         consumer.close()
