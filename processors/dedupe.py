@@ -124,7 +124,13 @@ class DedupeProcessor:
         last_offsets: dict[tuple[str, int], int] = {}
         versions: list[tuple[bytes, bytes, int]] = []
         for message in messages:
-            outcome = await self._handle(message, store, versions)
+            try:
+                outcome = await self._handle(message, store, versions)
+            except Exception as exc:
+                # A delivery the code cannot handle (a bug, a value the Call schema cannot
+                # hold): Faust would ack it with its batch, so it goes where it can be seen.
+                await self._reject(message, f"dedupe could not handle it: {exc!r}")
+                outcome = None
             outcomes.append(outcome)
             counts[
                 DEADLETTERED if outcome in (None, Outcome.BEYOND_RETENTION) else outcome.value
@@ -138,7 +144,10 @@ class DedupeProcessor:
         self, message: Message, store: CallStore, versions: list[tuple[bytes, bytes, int]]
     ) -> Outcome | None:
         try:
-            delivery = await self._decode(message.value)
+            try:
+                delivery = self._call_events.decode(message.value or b"")
+            except RegistryUnavailableError:  # waited out there, not dead-lettered
+                delivery = await decode_with_retry(self._call_events, message.value)
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return None
@@ -156,12 +165,6 @@ class DedupeProcessor:
             store.put(call_id, call, partition, value)
             versions.append((call_id.encode(), value, partition))
         return outcome
-
-    async def _decode(self, value: bytes | None) -> dict[str, Any]:
-        try:
-            return self._call_events.decode(value or b"")
-        except RegistryUnavailableError:
-            return await decode_with_retry(self._call_events, value)
 
     async def _send(self, versions: list[tuple[bytes, bytes, int]]) -> None:
         """Hands the batch's versions to Faust's producer, which Faust flushes before a commit."""
