@@ -56,6 +56,10 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
         producer_compression_type="lz4",
         # Changelog and output writes batch better; 20 ms measured ~35 % faster than 5 ms.
         producer_linger_ms=20,
+        # aiokafka makes a send wait while its partition's batch is full and the one before
+        # is still in flight: at the default 16 KiB a dedupe batch waited out a broker round
+        # trip every ~50 versions per partition.
+        producer_max_batch_size=256 * 1024,
         web_enabled=True,
         web_host=settings.web_host,
         web_port=settings.web_port,

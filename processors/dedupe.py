@@ -19,7 +19,6 @@ offset always has its output behind it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from processors.deadletter import DeadLetters
 from processors.merge import Outcome, decide, evict_past_retention
 from processors.progress import ProgressTracker
 from processors.records import EventClock, decode_with_retry
+from processors.version_producer import VersionProducer, producer_settings
 from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError, SchemaName
 
 # Re-exported for processors.metrics, which imported it from here.
@@ -64,8 +64,12 @@ class DedupeProcessor:
         batch_size: int = 1000,
         batch_within_s: float = 0.05,
         rocksdb_options: Mapping[str, Any] | None = None,
+        producer_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self._app = app
+        # librdkafka settings of the versions' producer (processors.version_producer).
+        self._producer_settings = producer_settings or {}
+        self._producer: VersionProducer | None = None
         self._call_events = call_events
         self._calls_codec = calls
         self._deadletters = deadletters
@@ -118,7 +122,6 @@ class DedupeProcessor:
     async def handle_batch(self, messages: Sequence[Message]) -> list[Outcome | None]:
         """Decides each delivery in order, then carries out the batch's effects together."""
         store = self.store
-        store.settle()
         outcomes: list[Outcome | None] = []
         counts: Counter[str] = Counter()
         last_offsets: dict[tuple[str, int], int] = {}
@@ -137,6 +140,9 @@ class DedupeProcessor:
             ] += 1
             last_offsets[message.topic, message.partition] = message.offset
         await self._send(versions)
+        # After the sends: a delivery that failed raises here, once this batch's versions
+        # are with the producer, so acking the batch cannot skip any of its deliveries.
+        store.settle()
         self._progress.processed_batch(NAME, counts, last_offsets)
         return outcomes
 
@@ -167,20 +173,14 @@ class DedupeProcessor:
         return outcome
 
     async def _send(self, versions: list[tuple[bytes, bytes, int]]) -> None:
-        """Hands the batch's versions to Faust's producer, which Faust flushes before a commit."""
+        """Hands the batch's versions to the producer that Faust flushes before a commit."""
         if not versions:
             return
-        producer = self._app.producer
-        topic = self._calls_topic.get_topic_name()
-        # aiokafka's send only appends to its batches; each returns the record's delivery future.
-        deliveries = [
-            cast(
-                "asyncio.Future[Any]", await producer.send(topic, key, value, partition, None, None)
-            )
-            for key, value, partition in versions
-        ]
-        self.store.sent(deliveries)
-        self.store.settle()
+        if self._producer is None:
+            self._producer = VersionProducer(self._producer_settings)
+            self._producer.attach(self._app.producer)
+        delivery = await self._producer.send(self._calls_topic.get_topic_name(), versions)
+        self.store.sent([delivery])
 
     def forget_unconfirmed(self) -> None:
         """After a rebalance: what only memory holds may belong to a partition now elsewhere."""
@@ -223,6 +223,7 @@ def install(context: ProcessorContext) -> None:
         )
         if settings.store == "rocksdb"
         else None,
+        producer_settings=producer_settings(settings.kafka_config()),
     )
     context.progress.source_topics.add(topics.cdr_raw)
 

@@ -105,8 +105,17 @@ def main() -> None:
         "versions": progress["versions"],
         "seconds": round(seconds, 3),
         "cpu_seconds": round(progress["cpu_last"] - progress["cpu_first"], 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     Path(env["BENCH_PEER_RESULT"]).write_text(json.dumps(report))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: since its exec, unlike getrusage's ru_maxrss)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 if __name__ == "__main__":

@@ -327,8 +327,9 @@ def peer(
 ) -> Run:
     """Runs a contender until it writes its result, then stops it.
 
-    The result: {"processed", "seconds", "cpu_seconds"}, both times from the first
-    event to the last, the CPU time of the whole process (time.process_time).
+    The result: {"processed", "seconds", "cpu_seconds", "peak_rss_mb"}, both times
+    from the first event to the last, the CPU time of the whole process
+    (time.process_time).
     """
     state_dir = tempfile.mkdtemp(prefix=f"bench-{label}-")
     result = Path(state_dir) / "result.json"
@@ -346,24 +347,24 @@ def peer(
     }
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     deadline = time.monotonic() + TIMEOUT_S
-    # os.wait4, not Popen.poll/wait: its resource usage holds the peak RSS of the ended process.
-    ended, status, usage = os.wait4(process.pid, os.WNOHANG)
     try:
-        while not ended and not result.exists() and time.monotonic() < deadline:
+        while not result.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_S)
-            ended, status, usage = os.wait4(process.pid, os.WNOHANG)
     finally:
-        if not ended:
+        if process.poll() is None:
             process.terminate()
-            _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     if not result.exists():
         raise SystemExit(f"error: {command} ended ({process.returncode}) without a result")
     report = json.loads(result.read_text())
     done = report["processed"] - 1
     return Run(
         round(done / report["seconds"], 1),
-        usage.ru_maxrss / 1024,
+        report["peak_rss_mb"],
         round(done / report["cpu_seconds"], 1),
     )
 
