@@ -64,11 +64,11 @@ class DedupeProcessor:
         batch_size: int = 1000,
         batch_within_s: float = 0.05,
         rocksdb_options: Mapping[str, Any] | None = None,
-        producer_settings: Mapping[str, Any] | None = None,
+        versions_producer: Mapping[str, Any] | None = None,
     ) -> None:
         self._app = app
         # librdkafka settings of the versions' producer (processors.version_producer).
-        self._producer_settings = producer_settings or {}
+        self._producer_settings = versions_producer or {}
         self._producer: VersionProducer | None = None
         self._call_events = call_events
         self._calls_codec = calls
@@ -223,7 +223,7 @@ def install(context: ProcessorContext) -> None:
         )
         if settings.store == "rocksdb"
         else None,
-        producer_settings=producer_settings(settings.kafka_config()),
+        versions_producer=producer_settings(settings.kafka_config()),
     )
     context.progress.source_topics.add(topics.cdr_raw)
 
