@@ -108,6 +108,19 @@ bench-dedupe: install ## Benchmark one dedupe worker catching up (BENCH_DELIVERI
 bench-metrics: install ## Benchmark one metrics worker catching up (BENCH_DELIVERIES)
 	$(BIN)/python -m bench.metrics
 
+# The quix-streams peer of bench-peers, in a venv of its own: a contender, not a dependency.
+QUIX_VENV := var/bench/quix-venv
+$(QUIX_VENV)/.installed: bench/peers/requirements.txt
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11+ not found (install python3.11 or set PYTHON=...)" >&2; exit 1; }
+	@test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(QUIX_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	@touch $@
+
+.PHONY: bench-peers
+bench-peers: install $(QUIX_VENV)/.installed ## Dedupe (both stores) beside Faust's no-op, a quix-streams peer and metrics, same input (BENCH_DELIVERIES, BENCH_RSS_CALLS)
+	BENCH_QUIX_PYTHON=$(QUIX_VENV)/bin/python $(BIN)/python -m bench.peers.run
+
 .PHONY: bench-latency
 bench-latency: install ## End-to-end latency, ingress 200 to onoff.calls and to the metrics (BENCH_RATE, BENCH_DURATION_S)
 	$(BIN)/python -m bench.latency
@@ -125,7 +138,7 @@ bench-report: install ## Write docs/performance.md, its charts and the README's 
 	$(BIN)/python -m bench.report
 
 .PHONY: bench
-bench: bench-ingress bench-dedupe bench-metrics bench-latency bench-recovery ## Run every benchmark, then the report
+bench: bench-ingress bench-dedupe bench-metrics bench-latency bench-recovery bench-peers ## Run every benchmark, then the report
 	BENCH_STORE=rocksdb $(BIN)/python -m bench.dedupe
 	$(BIN)/python -m bench.report
 

@@ -105,6 +105,8 @@ def rows(found: dict[str, dict[str, Any]]) -> list[str]:
                 _when(metrics),
             )
         )
+    if peers := found.get("peers"):
+        out.extend(peer_rows(peers))
     for name, data in sorted(found.items()):
         if name.startswith("recovery-"):
             out.append(
@@ -131,6 +133,44 @@ def rows(found: dict[str, dict[str, Any]]) -> list[str]:
             )
     if len(out) == 2:
         out.append("| (no results yet: run `make bench`) | | | |")
+    return out
+
+
+def peer_rows(peers: dict[str, Any]) -> list[str]:
+    """`make bench-peers`: every rate of one run, so the ratios are of the same minute."""
+    peer, noop = peers["peer_events_per_s"], peers["faust_noop_events_per_s"]
+    same_run = f"same run, {peers['deliveries']:,} deliveries"
+    out = []
+    for store in ("memory", "rocksdb"):
+        rate = peers[f"dedupe_{store}_events_per_s"]
+        out.append(
+            _row(
+                f"dedupe beside its peers ({store} store, {same_run})",
+                f"{rate:,.0f} events/s: {rate / peer:.2f} of the peer, "
+                f"{rate / noop:.2f} of Faust's no-op",
+                f"{peers['peer']} peer {peer:,.0f}/s; Faust no-op {noop:,.0f}/s; "
+                "goal ≥ 0.8 of the peer, ≥ 0.4 of the no-op",
+                _when(peers),
+            )
+        )
+    if peers.get("metrics_versions_per_s") is not None:
+        out.append(
+            _row(
+                f"metrics beside its peers ({same_run})",
+                f"{peers['metrics_versions_per_s']:,.0f} call versions/s",
+                f"dedupe {peers['dedupe_events_per_s']:,.0f} events/s; goal ≥ 4,000 versions/s",
+                _when(peers),
+            )
+        )
+    if (rss := peers.get("rocksdb_rss_mb_1m_calls")) is not None:
+        out.append(
+            _row(
+                f"dedupe, RocksDB store, {peers['rss_calls']:,} calls in state",
+                f"peak RSS {rss:,.0f} MB",
+                "goal ≤ 300 MB with 1,000,000 calls",
+                _when(peers),
+            )
+        )
     return out
 
 

@@ -8,6 +8,7 @@ twice after a restart; see docs/faust.md.
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from processors.settings import ProcessorSettings
 from processors.topology import app_id as build_app_id
 from schemas import AvroCodec, SchemaName, register_all, registry_client
 
+GC_THRESHOLDS = (50_000, 20, 10)
+
 # name -> "module:function" of each processor's installer, imported only when asked for.
 PROCESSORS: dict[str, str] = {
     "dedupe": "processors.dedupe:install",
@@ -39,6 +42,11 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
         raise ValueError(f"unknown processor(s): {', '.join(sorted(unknown))}")
     app_id = build_app_id(settings, names)
     faust_fixes.apply()
+    # A worker holds hundreds of thousands of long-lived containers (the memory store's
+    # calls, Faust's tables), which the default thresholds (700, 10, 10) have the collector
+    # scan again and again: folding 200,000 deliveries into memory took 6.0 s of CPU with
+    # them, 2.9 s with these. Full collections still run, only less often.
+    gc.set_threshold(*GC_THRESHOLDS)
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
@@ -56,6 +64,10 @@ def build_app(settings: ProcessorSettings, names: Sequence[str]) -> faust.App:
         producer_compression_type="lz4",
         # Changelog and output writes batch better; 20 ms measured ~35 % faster than 5 ms.
         producer_linger_ms=20,
+        # aiokafka makes a send wait while its partition's batch is full and the one before
+        # is still in flight: at the default 16 KiB a dedupe batch waited out a broker round
+        # trip every ~50 versions per partition.
+        producer_max_batch_size=256 * 1024,
         web_enabled=True,
         web_host=settings.web_host,
         web_port=settings.web_port,

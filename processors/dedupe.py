@@ -7,22 +7,30 @@ sank KIP-557): after a crash, either the record landed, and the replayed
 delivery is found folded in and dropped, or it did not, and the replay computes
 the same version again, identical, from the same inputs.
 
-The record is handed to the producer (awaited) before the event is done, and
-Faust flushes the producer before it commits an offset, so a committed offset
-always has its output behind it. Table assignment would go through Faust's
-ProducerBuffer instead, whose flush can return with messages still queued.
+Deliveries are handled in batches (`stream.take_events`): each one is decoded
+and decided on its own, in order, exactly as before (one version per delivery
+that changes the call); the effects are per batch: the versions are encoded
+and handed to Faust's producer together, the store is written in bulk
+(`processors.call_store`) and progress is counted once. Faust acks a batch's
+events only after this returns, so after their versions were handed to the
+producer, and it flushes the producer before it commits an offset: a committed
+offset always has its output behind it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
 import faust
+from faust.streams import Stream
 from faust.tables.table import Table
-from faust.types import EventT, StreamT
+from faust.types import Message, StreamT
 
+from processors.call_store import CallStore, MemoryCalls, RocksCalls, rocksdb_options
 from processors.codecs import UTF8, register_avro
 from processors.context import ProcessorContext
 from processors.deadletter import DeadLetters
@@ -30,7 +38,8 @@ from processors.merge import Outcome, decide, evict_past_retention
 from processors.progress import ProgressTracker
 from processors.pseudonyms import Pseudonymizer
 from processors.records import EventClock, decode_with_retry
-from schemas import AvroCodec, RecordDecodeError, SchemaName
+from processors.version_producer import VersionProducer, producer_settings
+from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError, SchemaName
 
 # Re-exported for processors.metrics, which imported it from here.
 __all__ = ["DedupeProcessor", "decode_with_retry", "install"]
@@ -38,6 +47,7 @@ __all__ = ["DedupeProcessor", "decode_with_retry", "install"]
 log = logging.getLogger(__name__)
 
 NAME = "dedupe"
+DEADLETTERED = "deadlettered"
 
 
 class DedupeProcessor:
@@ -49,64 +59,136 @@ class DedupeProcessor:
         source_topic: str,
         calls_topic: str,
         call_events: AvroCodec,
-        call_codec_name: str,
+        calls: AvroCodec,
         deadletters: DeadLetters,
         progress: ProgressTracker,
         retention: timedelta,
+        *,
+        batch_size: int = 1000,
+        batch_within_s: float = 0.05,
+        rocksdb_options: Mapping[str, Any] | None = None,
+        versions_producer: Mapping[str, Any] | None = None,
     ) -> None:
+        self._app = app
+        # librdkafka settings of the versions' producer (processors.version_producer).
+        self._producer_settings = versions_producer or {}
+        self._producer: VersionProducer | None = None
         self._call_events = call_events
+        self._calls_codec = calls
         self._deadletters = deadletters
         self._progress = progress
         self._retention = retention
+        self._batch_size = batch_size
+        self._batch_within_s = batch_within_s
         # Event time: the latest receivedAt read. Refusal and eviction both use it.
         self.clock = EventClock()
         self.source = app.topic(
             source_topic, key_serializer="raw", value_serializer="raw", internal=False
         )
+        call_codec_name = register_avro(f"avro:{calls_topic}", calls)
         self._calls_topic = app.topic(
             calls_topic, key_serializer=UTF8, value_serializer=call_codec_name
         )
         self.calls = cast(
-            Table[str, dict[str, Any]], app.Table("calls", changelog_topic=self._calls_topic)
+            Table[str, dict[str, Any]],
+            app.Table(
+                "calls",
+                changelog_topic=self._calls_topic,
+                options=dict(rocksdb_options) if rocksdb_options else None,
+            ),
         )
         # Faust derives these from key_type/value_type; recovery reads with them.
         self.calls.key_serializer = UTF8
         self.calls.value_serializer = call_codec_name
+        self._store: CallStore | None = None
         app.agent(self.source, name=f"{NAME}-agent")(self._run)
 
-    async def _run(self, stream: StreamT[Any]) -> None:
-        async for event in stream.events():
-            await self.handle(event)
+    @property
+    def store(self) -> CallStore:
+        if self._store is None:
+            data = self.calls.data  # Faust builds the store on first use
+            self._store = (
+                MemoryCalls(data)
+                if hasattr(data, "_key_partition")
+                else RocksCalls(data, self._calls_codec)
+            )
+        return self._store
 
-    async def handle(self, event: EventT[Any]) -> Outcome | None:
-        message = event.message
+    async def _run(self, stream: StreamT[Any]) -> None:
+        # Faust's agents get a faust.Stream; StreamT does not declare take_events.
+        batches = cast(Stream[Any], stream).take_events(
+            self._batch_size, within=self._batch_within_s
+        )
+        async for events in batches:
+            await self.handle_batch([event.message for event in events])
+
+    async def handle_batch(self, messages: Sequence[Message]) -> list[Outcome | None]:
+        """Decides each delivery in order, then carries out the batch's effects together."""
+        store = self.store
+        outcomes: list[Outcome | None] = []
+        counts: Counter[str] = Counter()
+        last_offsets: dict[tuple[str, int], int] = {}
+        versions: list[tuple[bytes, bytes, int]] = []
+        for message in messages:
+            try:
+                outcome = await self._handle(message, store, versions)
+            except Exception as exc:
+                # A delivery the code cannot handle (a bug, a value the Call schema cannot
+                # hold): Faust would ack it with its batch, so it goes where it can be seen.
+                await self._reject(message, f"dedupe could not handle it: {exc!r}")
+                outcome = None
+            outcomes.append(outcome)
+            counts[
+                DEADLETTERED if outcome in (None, Outcome.BEYOND_RETENTION) else outcome.value
+            ] += 1
+            last_offsets[message.topic, message.partition] = message.offset
+        await self._send(versions)
+        # After the sends: a delivery that failed raises here, once this batch's versions
+        # are with the producer, so acking the batch cannot skip any of its deliveries.
+        store.settle()
+        self._progress.processed_batch(NAME, counts, last_offsets)
+        return outcomes
+
+    async def _handle(
+        self, message: Message, store: CallStore, versions: list[tuple[bytes, bytes, int]]
+    ) -> Outcome | None:
         try:
-            delivery = await decode_with_retry(self._call_events, message.value)
+            try:
+                delivery = self._call_events.decode(message.value or b"")
+            except RegistryUnavailableError:  # waited out there, not dead-lettered
+                delivery = await decode_with_retry(self._call_events, message.value)
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
             return None
         call_id = delivery["id"]
         self.clock.advance(delivery["ingest"]["receivedAt"])
         delivery = self.pseudonymize(delivery)  # the identity unless a key is set
-        outcome, call = decide(self.calls.get(call_id), delivery, self.clock.now, self._retention)
+        partition = message.partition
+        outcome, call = decide(
+            store.get(call_id, partition), delivery, self.clock.now, self._retention
+        )
         if outcome is Outcome.BEYOND_RETENTION:
             await self._reject(message, "the call is past the dedupe retention")
-            return outcome
-        if outcome is Outcome.NEW_VERSION:
-            await self._emit(call_id, call, message.partition)
-        self._progress.processed(
-            NAME, outcome.value, message.topic, message.partition, message.offset
-        )
+        elif outcome is Outcome.NEW_VERSION:
+            value = self._calls_codec.encode(call)
+            # The changelog partition is the source partition, as for any Faust table.
+            store.put(call_id, call, partition, value)
+            versions.append((call_id.encode(), value, partition))
         return outcome
 
-    async def _emit(self, call_id: str, call: dict[str, Any], partition: int) -> None:
-        # The changelog partition is the source partition, as for any Faust table.
-        await self._calls_topic.send(key=call_id, value=call, partition=partition)
-        store = self.calls.data
-        store[call_id] = call  # the store only: the record just sent is its changelog entry
-        key_partitions = getattr(store, "_key_partition", None)  # memory store: revocation
-        if key_partitions is not None:
-            key_partitions[call_id] = partition
+    async def _send(self, versions: list[tuple[bytes, bytes, int]]) -> None:
+        """Hands the batch's versions to the producer that Faust flushes before a commit."""
+        if not versions:
+            return
+        if self._producer is None:
+            self._producer = VersionProducer(self._producer_settings)
+            self._producer.attach(self._app.producer)
+        delivery = await self._producer.send(self._calls_topic.get_topic_name(), versions)
+        self.store.sent([delivery])
+
+    def forget_unconfirmed(self) -> None:
+        """After a rebalance: what only memory holds may belong to a partition now elsewhere."""
+        self.store.forget()
 
     def evict_expired(self) -> int:
         """Shrinks calls past the retention in memory to markers, without a tombstone.
@@ -122,27 +204,30 @@ class DedupeProcessor:
             return 0
         return len(evict_past_retention(data, self.clock.now, self._retention))
 
-    async def _reject(self, message: Any, reason: str) -> None:
+    async def _reject(self, message: Message, reason: str) -> None:
         await self._deadletters.reject(NAME, message, reason)
-        self._progress.processed(
-            NAME, "deadlettered", message.topic, message.partition, message.offset
-        )
 
 
 def install(context: ProcessorContext) -> None:
-    topics = context.settings.topics
-    call_codec = register_avro(
-        f"avro:{topics.calls}", AvroCodec(context.registry, SchemaName.CALL, topics.calls)
-    )
+    settings = context.settings
+    topics = settings.topics
     dedupe = DedupeProcessor(
         context.app,
         source_topic=topics.cdr_raw,
         calls_topic=topics.calls,
         call_events=AvroCodec(context.registry, SchemaName.CALL_EVENT, topics.cdr_raw),
-        call_codec_name=call_codec,
+        calls=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
         deadletters=context.deadletters,
         progress=context.progress,
-        retention=timedelta(days=context.settings.dedupe_retention_days),
+        retention=timedelta(days=settings.dedupe_retention_days),
+        batch_size=settings.dedupe_batch_size,
+        batch_within_s=settings.dedupe_batch_within_s,
+        rocksdb_options=rocksdb_options(
+            settings.rocksdb_block_cache_mb, settings.rocksdb_write_buffer_mb
+        )
+        if settings.store == "rocksdb"
+        else None,
+        versions_producer=producer_settings(settings.kafka_config()),
     )
     dedupe.pseudonymize = Pseudonymizer(context.settings.pseudonymize_key)
     context.progress.source_topics.add(topics.cdr_raw)
@@ -152,4 +237,9 @@ def install(context: ProcessorContext) -> None:
         if evicted:
             log.info("evicted %d calls past the retention from memory", evicted)
 
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust sends this after the batches in hand were processed and the producer flushed.
+        dedupe.forget_unconfirmed()
+
     context.app.timer(3600.0)(evict_expired)
+    context.app.on_partitions_revoked.connect(on_revoked)

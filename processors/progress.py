@@ -9,7 +9,7 @@ stall_timeout_s" into a 503, and Prometheus gets the same figures.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,8 @@ class ProgressTracker:
             ["processor", "outcome"],
             registry=self.registry,
         )
+        # Children looked up once: `labels()` costs more than the increment itself.
+        self._records_by_outcome: dict[tuple[str, str], Any] = {}
         self._offset = Gauge(
             "onoff_processor_last_offset",
             "Offset of the last record processed",
@@ -94,10 +96,27 @@ class ProgressTracker:
     def processed(
         self, processor: str, outcome: str, topic: str, partition: int, offset: int
     ) -> None:
-        self.records.labels(processor, outcome).inc()
-        progress = self._partitions.setdefault((topic, partition), PartitionProgress())
-        progress.offset = offset
-        progress.at = time.time()
+        self.processed_batch(processor, {outcome: 1}, {(topic, partition): offset})
+
+    def processed_batch(
+        self,
+        processor: str,
+        outcomes: Mapping[str, int],
+        last_offsets: Mapping[tuple[str, int], int],
+    ) -> None:
+        """A batch is done: `outcomes` counts its records, `last_offsets` per (topic, partition)."""
+        for outcome, count in outcomes.items():
+            child = self._records_by_outcome.get((processor, outcome))
+            if child is None:
+                child = self._records_by_outcome[processor, outcome] = self.records.labels(
+                    processor, outcome
+                )
+            child.inc(count)
+        now = time.time()
+        for key, offset in last_offsets.items():
+            progress = self._partitions.setdefault(key, PartitionProgress())
+            progress.offset = offset
+            progress.at = now
 
     def watch(self, topic: str, partition: int) -> None:
         """Tracks an assigned source partition before its first record arrives."""

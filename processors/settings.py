@@ -28,6 +28,13 @@ class ProcessorSettings(BridgeSettings):
     # No progress for this long while records wait: /healthz answers 503 so the pod restarts.
     stall_timeout_s: float = Field(default=120.0, gt=0)
     commit_interval_s: float = Field(default=2.0, gt=0)
+    # Dedupe handles up to this many deliveries at once, waiting at most this long for them.
+    dedupe_batch_size: int = Field(default=1000, gt=0)
+    dedupe_batch_within_s: float = Field(default=0.05, gt=0)
+    # RocksDB memory per partition database (ONOFF_BRIDGE_STORE=rocksdb): block cache and
+    # each of the two memtables. Faust's defaults (2 GiB, 3 x 64 MiB) grow with the state.
+    rocksdb_block_cache_mb: int = Field(default=8, gt=0)
+    rocksdb_write_buffer_mb: int = Field(default=4, gt=0)
     # Set: dedupe publishes HMAC-SHA256 pseudonyms of numbers and e-mails and drops names
     # (processors/pseudonyms.py, docs/pseudonyms.md). Changing it changes every pseudonym.
     pseudonymize_key: SecretStr | None = None

@@ -106,3 +106,31 @@ def test_a_latency_run_that_saw_nothing_or_not_everything_says_so(tmp_path: Path
     assert "p99 120.0 ms (10 of 1,000 not seen)" in table
     assert "200 → metrics | none seen within the wait" in table
     assert not latency_chart(latest(tmp_path)["latency"], tmp_path / "latency.png")
+
+
+def test_the_peers_run_gives_each_store_its_ratios_and_the_rss_with_a_million_calls(
+    tmp_path: Path,
+) -> None:
+    _write(
+        tmp_path,
+        "peers-20260301T000000Z.json",
+        {
+            "benchmark": "peers",
+            "date": "2026-03-01",
+            "deliveries": 200000,
+            "peer": "quixstreams 3.28.1",
+            "peer_events_per_s": 6000.0,
+            "faust_noop_events_per_s": 12000.0,
+            "dedupe_events_per_s": 4500.0,
+            "dedupe_memory_events_per_s": 5400.0,
+            "dedupe_rocksdb_events_per_s": 4500.0,
+            "metrics_versions_per_s": 700.0,
+            "rocksdb_rss_mb_1m_calls": 250.4,
+            "rss_calls": 1000000,
+        },
+    )
+    table = "\n".join(rows(latest(tmp_path)))
+    assert "5,400 events/s: 0.90 of the peer, 0.45 of Faust's no-op" in table
+    assert "4,500 events/s: 0.75 of the peer, 0.38 of Faust's no-op" in table
+    assert "700 call versions/s" in table
+    assert "1,000,000 calls in state | peak RSS 250 MB" in table

@@ -104,3 +104,21 @@ def test_the_tracker_reports_remaining_and_flags_a_recovery_that_stops(monkeypat
     assert tracker.report()["status"] == "stalled"
     remaining[0] = 50
     assert tracker.report()["status"] == "recovering"
+
+
+def test_a_batch_counts_each_outcome_and_moves_each_partition_to_its_last_offset() -> None:
+    progress = tracker(highwater=10)
+    progress.watch("raw", 1)
+    progress.processed_batch(
+        "dedupe", {"new_version": 3, "duplicate": 2}, {("raw", 0): 9, ("raw", 1): 4}
+    )
+    progress.processed("dedupe", "new_version", "raw", 1, 5)
+
+    def count(outcome: str) -> float | None:
+        return progress.registry.get_sample_value(
+            "onoff_processor_records_total", {"processor": "dedupe", "outcome": outcome}
+        )
+
+    assert (count("new_version"), count("duplicate")) == (4.0, 2.0)
+    offsets = {p["partition"]: p["last_offset"] for p in progress.report()["partitions"]}
+    assert offsets == {0: 9, 1: 5}
