@@ -14,9 +14,10 @@ them is applied before them. For each partition of the batch, Recovery keeps onl
 last record of each key (every key-value store is last-write-wins: a record that a
 later one overwrites changes nothing; tables whose changelog entries are operations,
 such as SetTable, get every record), builds events whose key and value are decoded
-only if the store asks (RocksDB writes the raw bytes and never does), writes them
-with one `apply_changelog_batch`, and does its bookkeeping (offsets, the end of
-recovery) once per batch.
+only if the store asks (RocksDB writes the raw bytes and never does), and writes
+them with `apply_changelog_batch`, 2,000 at a time, giving the event loop a turn in
+between (so /healthz answers during a long restore, with the records remaining).
+The bookkeeping (offsets, the end of recovery) is done per batch, not per record.
 
 Left on Faust's own path, record by record: standby partitions, a changelog topic
 that another channel also reads, tables with an `on_changelog_event` callback,
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 # batch holds one fetch (up to consumer_max_fetch_size per partition), so this bounds
 # what a restore keeps in memory ahead of the store.
 MAX_QUEUED_BATCHES = 4
+# Records written to the store at once before the loop gets a turn.
+CHUNK = 2_000
 
 
 @dataclass(frozen=True)
@@ -113,27 +116,39 @@ async def _divert(consumer: Any, records: Mapping[TP, Sequence[Any]]) -> Any:
     app = consumer.app
     if app.client_only or not app.tables:
         return records
-    queue = app.tables.changelog_queue
-    while queue.qsize() >= MAX_QUEUED_BATCHES and consumer.flow_active:
-        if consumer.should_stop:
-            return records
-        await asyncio.sleep(0.001)  # Recovery applies what is queued
     recovery = app.tables.recovery
-    if not (recovery.in_recovery and consumer.flow_active and app.flow_control.is_active()):
-        return records
-    active = consumer._get_active_partitions()
-    restored = {
-        tp: batch
-        for tp, batch in records.items()
-        if batch and tp in recovery.active_tps and tp in active and _bulk_ok(app, recovery, tp)
-    }
+    restored = _restorable(consumer, recovery, records)
     if not restored:
         return records
+    queue = app.tables.changelog_queue
+    if queue.qsize() >= MAX_QUEUED_BATCHES:
+        while queue.qsize() >= MAX_QUEUED_BATCHES and consumer.flow_active:
+            if consumer.should_stop:
+                return records
+            await asyncio.sleep(0.001)  # Recovery applies what is queued
+        restored = _restorable(consumer, recovery, records)  # a rebalance may have begun
+        if not restored:
+            return records
     queue.force_put_nowait(RestoreBatch(restored))
     for tp, batch in restored.items():
         consumer._read_offset[tp] = batch[-1].offset
         app.monitor.track_tp_end_offset(tp, consumer.highwater(tp))
     return {tp: batch for tp, batch in records.items() if tp not in restored}
+
+
+def _restorable(
+    consumer: Any, recovery: Any, records: Mapping[TP, Sequence[Any]]
+) -> dict[TP, Sequence[Any]]:
+    """The records of partitions whose table is being restored, when nothing stops it."""
+    app = consumer.app
+    if not (recovery.in_recovery and consumer.flow_active and app.flow_control.is_active()):
+        return {}
+    active = consumer._get_active_partitions()
+    return {
+        tp: batch
+        for tp, batch in records.items()
+        if batch and tp in recovery.active_tps and tp in active and _bulk_ok(app, recovery, tp)
+    }
 
 
 def _bulk_ok(app: Any, recovery: Any, tp: TP) -> bool:
@@ -145,15 +160,16 @@ def _bulk_ok(app: Any, recovery: Any, tp: TP) -> bool:
     return len(channels) == 1
 
 
-def _apply(recovery: Any, batch: RestoreBatch, now: float) -> None:
+async def _apply(recovery: Any, batch: RestoreBatch) -> None:
     app = recovery.app
     offsets = recovery.active_offsets
+    to_message = app.consumer._to_message
     for tp, fetched in batch.records.items():
         if tp not in recovery.active_tps:
             continue  # reassigned since it was fetched; its next owner restores it
         table = recovery.tp_to_table[tp]
-        seen = offsets.get(tp)
-        records = [r for r in fetched if seen is None or r.offset > seen]
+        done = offsets.get(tp)
+        records = [r for r in fetched if done is None or r.offset > done]
         if not records:
             continue
         buffered = recovery.buffers[table]
@@ -162,18 +178,28 @@ def _apply(recovery: Any, batch: RestoreBatch, now: float) -> None:
             buffered.clear()
         last_wins = isinstance(table.data, MemoryStore | SerializedStore)
         schema = table.changelog_topic.schema
-        to_message = app.consumer._to_message
         kept = _last_per_key(records) if last_wins else records
-        events = [RestoredEvent(app, schema, to_message(tp, r)) for r in kept]
-        try:
-            table.apply_changelog_batch(events)
-        except (KeyDecodeError, ValueDecodeError):
-            # As Faust's path does, a record that cannot be decoded is skipped; the
-            # others are applied one after the other, none collapsed, in order.
-            table.apply_changelog_batch(_decodable(app, schema, tp, records))
-        offsets[tp] = records[-1].offset
-        recovery._active_events_received_at[tp] = now
-    recovery._last_flush_at = now
+        for start in range(0, len(kept), CHUNK):
+            if tp not in recovery.active_tps:
+                break  # revoked while the loop answered something else
+            chunk = kept[start : start + CHUNK]
+            upto = chunk[-1].offset if start + CHUNK < len(kept) else records[-1].offset
+            try:
+                table.apply_changelog_batch(
+                    [RestoredEvent(app, schema, to_message(tp, r)) for r in chunk]
+                )
+            except (KeyDecodeError, ValueDecodeError):
+                # As on Faust's path, a record that cannot be decoded is skipped; the
+                # others up to here are applied one after the other, none left out.
+                span = [
+                    r for r in records if (done is None or r.offset > done) and r.offset <= upto
+                ]
+                table.apply_changelog_batch(_decodable(app, schema, tp, span))
+            offsets[tp] = done = upto
+            recovery._active_events_received_at[tp] = recovery._last_flush_at = monotonic()
+            # A long restore leaves the loop free between chunks: /healthz answers, with
+            # the records remaining, and so do the probes.
+            await asyncio.sleep(0)
 
 
 def _last_per_key(records: Sequence[Any]) -> list[Any]:
@@ -274,7 +300,7 @@ async def _slurp_changelogs(self: Any) -> None:
             now = monotonic()
             timeout_count = 0
             if isinstance(event, RestoreBatch):
-                _apply(self, event, now)
+                await _apply(self, event)
             else:
                 message = event.message
                 tp = message.tp
