@@ -214,7 +214,10 @@ def seek_before_resume_app(args: dict[str, Any], report: dict[str, Any]) -> faus
 
     async def hand_over_after_the_seek(timeout: float) -> Any:  # noqa: ASYNC109
         records, active = await fetch(timeout)
-        if state["armed"] and not seeked.is_set() and records and records.get(tp):
+        # Only a fetch for the resumed partition: one that lands while it is paused is
+        # held back by Faust (`paused-records`) and must not be delayed past the resume.
+        resumed = tp in consumer._get_active_partitions()
+        if state["armed"] and not seeked.is_set() and resumed and records and records.get(tp):
             fetched.set()
             await seeked.wait()
         return records, active
