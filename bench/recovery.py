@@ -9,8 +9,9 @@ says "ok" (recovery done):
 - recordings: the table of handled links, a few marks per call;
 - metrics: its two tables (`metrics-calls`, `metrics-windows`), half each.
 
-Saves bench/results/recovery-<time>.json per processor and run, with processor,
-records, records_per_s, seconds_to_ready (from process start, start-up included).
+Each processor runs `--runs` times (3); bench/results/recovery-<time>.json gets,
+per processor, the median run's processor, records, records_per_s and
+seconds_to_ready (from process start, start-up included), and every run.
 """
 
 from __future__ import annotations
@@ -194,29 +195,32 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--store", choices=["memory", "rocksdb"], default="memory")
-    parser.add_argument("--runs", type=int, default=1, help="runs of each processor")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each processor")
     parser.add_argument("processors", nargs="*", help=f"some of {', '.join(PROCESSORS)}")
     args = parser.parse_args()
     names = args.processors or PROCESSORS
     if unknown := set(names) - set(PROCESSORS):
         parser.error(f"unknown processor(s): {', '.join(sorted(unknown))}")
-    for run in range(1, args.runs + 1):
-        for name in names:
+    for name in names:
+        runs = []
+        for run in range(1, args.runs + 1):
             r = bench_processor(name, args.records, args.timeout, args.store)
-            say(
-                f"{r['processor']} (run {run}): {r['records']} records ready in "
-                f"{r['seconds_to_ready']} s, {r['records_per_s']} rec/s"
-            )
-            path = save(
-                "recovery",
-                {
-                    "benchmark": "recovery",
-                    **r,
-                    "date": datetime.now(UTC).isoformat(),
-                    "machine": machine(),
-                },
-            )
-            say(f"saved {path}")
+            say(f"{name} (run {run}): {r['records']} records ready in {r['seconds_to_ready']} s")
+            runs.append(r)
+        # The run in the middle by time to ready: one slow run on the shared cores
+        # neither makes nor hides the figure; every run is kept in the file.
+        middle = sorted(runs, key=lambda r: r["seconds_to_ready"])[len(runs) // 2]
+        result = {
+            "benchmark": "recovery",
+            **middle,
+            "runs": [{k: r[k] for k in ("seconds_to_ready", "records_per_s")} for r in runs],
+            "date": datetime.now(UTC).isoformat(),
+            "machine": machine(),
+        }
+        say(
+            f"{name}: median of {len(runs)} runs ready in {middle['seconds_to_ready']} s, "
+            f"{middle['records_per_s']} records/s; saved {save('recovery', result)}"
+        )
 
 
 if __name__ == "__main__":
