@@ -30,6 +30,7 @@ restore is over.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -286,12 +287,14 @@ async def _slurp_changelogs(self: Any) -> None:
                 offsets[tp] = highwater
 
     timeout_count = 0
+    collector = _PausedCollector()
     while not self.should_stop:
         try:
             self.signal_recovery_end.clear()
             try:
                 event = await asyncio.wait_for(changelog_queue.get(), timeout=5.0)
             except TimeoutError:
+                collector.resume()
                 timeout_count += 1
                 if self.should_stop:
                     return
@@ -300,6 +303,7 @@ async def _slurp_changelogs(self: Any) -> None:
             now = monotonic()
             timeout_count = 0
             if isinstance(event, RestoreBatch):
+                collector.pause()
                 await _apply(self, event)
             else:
                 message = event.message
@@ -346,6 +350,8 @@ async def _slurp_changelogs(self: Any) -> None:
                         self._last_active_event_processed_at = now_after
 
             await _maybe_signal_recovery_end()
+            if not self.in_recovery:
+                collector.resume()
 
             standby_ready = self._standbys_span is None and self.tables.standbys_ready
             if not standby_ready and not self.standby_remaining_total():
@@ -355,4 +361,30 @@ async def _slurp_changelogs(self: Any) -> None:
                     self._standbys_span = None
                 self.tables.on_standbys_ready()
         except Exception as ex:
+            collector.resume()
             log.warning("Error in recovery %s", ex)
+    collector.resume()
+
+
+class _PausedCollector:
+    """Python's cyclic garbage collector, off while a restore keeps adding objects.
+
+    A restore adds hundreds of thousands of live objects (a decoded Call is a few
+    dozen), so the collector ran again and again over a growing heap that holds no
+    garbage: on the 200,000-record dedupe restore that cost about a third of the
+    decoding time. Reference counting still frees everything meanwhile; the
+    collector is back on as soon as the restore ends, or waits 5 s for a record.
+    """
+
+    def __init__(self) -> None:
+        self._paused = False
+
+    def pause(self) -> None:
+        if not self._paused and gc.isenabled():
+            gc.disable()
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            gc.enable()
+            self._paused = False
