@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -175,6 +176,8 @@ def bench_processor(
     source = topics.cdr_raw if name == "dedupe" else topics.calls
     fill_processed_source(bootstrap, source, f"{prefix}-{name}", records // 4, commit=backlog == 0)
     say(f"{name}: starting the worker ({store} store)")
+    # The cores are shared: what else ran then is part of the figure.
+    load_1m = round(os.getloadavg()[0], 2)
     process = subprocess.Popen([sys.executable, "-m", "onoff_bridge", "worker", name], env=env)
     try:
         seconds = wait_ready(port, process, timeout_s)
@@ -187,6 +190,7 @@ def bench_processor(
         "records": records,
         "records_per_s": round(records / seconds),
         "seconds_to_ready": round(seconds, 2),
+        "load_1m_at_start": load_1m,
     }
 
 
