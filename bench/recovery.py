@@ -217,7 +217,10 @@ def main() -> None:
         result = {
             "benchmark": "recovery",
             **middle,
-            "runs": [{k: r[k] for k in ("seconds_to_ready", "records_per_s")} for r in runs],
+            "runs": [
+                {k: r[k] for k in ("seconds_to_ready", "records_per_s", "load_1m_at_start")}
+                for r in runs
+            ],
             "date": datetime.now(UTC).isoformat(),
             "machine": machine(),
         }
