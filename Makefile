@@ -120,7 +120,7 @@ bench-report: install ## Write docs/performance.md, its charts and the README's 
 	$(BIN)/python -m bench.report
 
 .PHONY: bench
-bench: bench-ingress bench-dedupe bench-metrics bench-latency ## Run every benchmark, then the report
+bench: bench-ingress bench-dedupe bench-metrics bench-latency bench-recovery ## Run every benchmark, then the report
 	BENCH_STORE=rocksdb $(BIN)/python -m bench.dedupe
 	$(BIN)/python -m bench.report
 
