@@ -126,7 +126,7 @@ bench-latency: install ## End-to-end latency, ingress 200 to onoff.calls and to 
 	$(BIN)/python -m bench.latency
 
 .PHONY: bench-recovery
-bench-recovery: install ## A restarted metrics worker restoring 200,000 changelog records (saves bench/results/recovery-*.json)
+bench-recovery: install ## Each processor restarted over 200,000 changelog records, 3 runs: records/s, seconds to ready (saves bench/results/recovery-*.json)
 	$(BIN)/python -m bench.recovery
 
 .PHONY: soak

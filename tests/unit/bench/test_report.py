@@ -134,3 +134,27 @@ def test_the_peers_run_gives_each_store_its_ratios_and_the_rss_with_a_million_ca
     assert "4,500 events/s: 0.75 of the peer, 0.38 of Faust's no-op" in table
     assert "700 call versions/s" in table
     assert "1,000,000 calls in state | peak RSS 250 MB" in table
+
+
+def test_each_processor_and_store_gets_its_own_recovery_row_with_the_spread_of_runs(
+    tmp_path: Path,
+) -> None:
+    recovery = {"benchmark": "recovery", "date": "2026-02-01", "records": 200_000}
+    for stamp, processor, store, ready in [
+        ("20260201T000000Z", "dedupe", "memory", 9.0),
+        ("20260201T000001Z", "metrics", "memory", 5.0),
+        ("20260201T000002Z", "dedupe", "rocksdb", 6.0),
+    ]:
+        runs = [{"seconds_to_ready": s, "records_per_s": round(200_000 / s)} for s in (4.0, ready)]
+        _write(
+            tmp_path,
+            f"recovery-{stamp}.json",
+            recovery
+            | {"processor": processor, "store": store, "seconds_to_ready": ready, "runs": runs}
+            | {"records_per_s": round(200_000 / ready)},
+        )
+    table = "\n".join(rows(latest(tmp_path)))
+    assert "dedupe restart (200,000 changelog records) | 22,222 records/s, ready in 9.0 s" in table
+    assert "dedupe restart (200,000 changelog records, rocksdb) | 33,333 records/s" in table
+    assert "metrics restart (200,000 changelog records) | 40,000 records/s" in table
+    assert "(median of 2 runs, 4.0 to 9.0 s)" in table
