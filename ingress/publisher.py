@@ -13,9 +13,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -24,8 +23,7 @@ from ingress.errors import PublishError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DeliveryReceipt:
+class DeliveryReceipt(NamedTuple):
     topic: str
     partition: int
     offset: int

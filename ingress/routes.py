@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ingress.errors import PayloadRejectedError
 from ingress.forwarder import AVRO
@@ -40,8 +40,7 @@ class Encoder(Protocol):
     def encode_body(self, record: Mapping[str, Any]) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class AcceptedDelivery:
+class AcceptedDelivery(NamedTuple):
     """A body that passed: the Kafka key and the encoded value for the route's topic."""
 
     key: str
