@@ -82,8 +82,9 @@ def producer_config(
     }
 
 
-# While records await their acknowledgement, the loop polls the producer this often: an
-# acknowledgement waits at most this long (Kafka's own is ~linger.ms plus a round trip).
+# While records await their acknowledgement, the loop polls the producer this often (and
+# at each publish): an acknowledgement waits at most this long (Kafka's own takes linger.ms
+# plus a round trip).
 # uvloop's timers count whole milliseconds, so less would mean polling every loop iteration.
 POLL_BUSY_S = 0.001
 # With nothing in flight, a slow poll still serves librdkafka's other events.
@@ -150,6 +151,10 @@ class KafkaPublisher:
                 transient=error is None or error.code() not in PERMANENT_ERRORS,
             ) from exc
         self._in_flight.append((loop.time() + self._delivery_timeout_s, future))
+        # Reports that arrived since the last poll are served now rather than at the next
+        # timer: at a few hundred requests a second and more, an acknowledgement waits
+        # less than the timer's millisecond. An empty poll costs 0.2 µs.
+        self._producer.poll(0)
         if not self._busy:  # the next poll was the idle one: bring it forward
             self._busy = True
             if self._timer is not None:
