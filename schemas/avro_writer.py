@@ -67,14 +67,31 @@ def _integer(value: Any) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
-def _millis(value: Any) -> int:
+def _lenient_integer(value: Any) -> int:
+    """An `int`/`long` value outside a union, as fastavro's C conversion takes it: a boolean
+    is 0 or 1 and a float is truncated; a string is refused."""
+    if type(value) is int:
+        return value
+    if isinstance(value, int | float):
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _real(value: Any) -> Any:
+    """A `float`/`double` value in a union: a number, not a boolean (fastavro's validation)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _millis(value: Any, integer: Callable[[Any], int] = _integer) -> int:
     """`timestamp-millis`: an aware datetime (or already an integer), as fastavro converts it."""
     if isinstance(value, datetime):
         if value.tzinfo is None:  # local time, as fastavro reads it (the project writes UTC)
             return int(time.mktime(value.timetuple())) * 1000 + value.microsecond // 1000
         delta = value - _EPOCH
         return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
-    return _integer(value)
+    return integer(value)
 
 
 def _binary(value: Any) -> bytes:
@@ -103,6 +120,8 @@ _HELPERS: dict[str, Any] = {
     "_long": _long,
     "_int": _int,
     "_integer": _integer,
+    "_lenient_integer": _lenient_integer,
+    "_real": _real,
     "_millis": _millis,
     "_binary": _binary,
     "_sequence": _sequence,
@@ -159,51 +178,62 @@ class _Generator:
 
     # -- types -------------------------------------------------------------------------
 
-    def value(self, schema: Any, var: str, namespace: str | None) -> None:
-        """Code that appends `var`, of type `schema`, to `out`."""
+    def value(self, schema: Any, var: str, namespace: str | None, strict: bool = False) -> None:
+        """Code that appends `var`, of type `schema`, to `out`.
+
+        `strict`: `var` is (inside) a union's value. fastavro picks a union's branch by
+        validating the whole value strictly (an integer, not a boolean; a number, not a
+        string), but writes other values through C conversions that take booleans for
+        integers and truncate floats. The generated code does as it does in each place.
+        """
         if isinstance(schema, list):
             self.union(schema, var, namespace)
             return
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
-                self.primitive(schema, var)
+                self.primitive(schema, var, strict)
                 return
-            self.value(self.resolve(schema, namespace), var, namespace)
+            self.value(self.resolve(schema, namespace), var, namespace, strict)
             return
         if not isinstance(schema, dict):
             raise UnsupportedSchemaError(f"not a schema: {schema!r}")
         kind = schema.get("type")
         logical = schema.get("logicalType")
         if kind == "long" and logical == "timestamp-millis":
-            self.line(f"out += _long(_millis({var}))")
+            convert = "_integer" if strict else "_lenient_integer"
+            self.line(f"out += _long(_millis({var}, {convert}))")
         elif logical is not None:
             raise UnsupportedSchemaError(f"logical type {logical!r}")
         elif kind in _PRIMITIVES:
-            self.primitive(kind, var)
+            self.primitive(kind, var, strict)
         elif kind == "record":
-            self.record(schema, var, namespace)
+            self.record(schema, var, namespace, strict)
         elif kind == "array":
-            self.array(schema, var, namespace)
+            self.array(schema, var, namespace, strict)
         elif kind == "map":
-            self.map(schema, var, namespace)
+            self.map(schema, var, namespace, strict)
         else:
             raise UnsupportedSchemaError(f"type {kind!r}")
 
-    def primitive(self, kind: str, var: str) -> None:
+    def primitive(self, kind: str, var: str, strict: bool = False) -> None:
         if kind == "null":
             self.line(f"if {var} is not None:")
             self.line(f"    raise TypeError('expected null, got ' + type({var}).__name__)")
         elif kind == "boolean":
-            self.line(f"if {var} is True: out.append(1)")
-            self.line(f"elif {var} is False: out.append(0)")
-            self.line(f"else: raise TypeError('expected a boolean, got ' + type({var}).__name__)")
-        elif kind == "int":
-            self.line(f"out += _int(_integer({var}))")
-        elif kind == "long":
-            self.line(f"out += _long(_integer({var}))")
+            if strict:
+                self.line(f"if {var} is True: out.append(1)")
+                self.line(f"elif {var} is False: out.append(0)")
+                self.line(
+                    f"else: raise TypeError('expected a boolean, got ' + type({var}).__name__)"
+                )
+            else:  # fastavro: the value's truth
+                self.line(f"out.append(1 if {var} else 0)")
+        elif kind in ("int", "long"):
+            convert = "_integer" if strict else "_lenient_integer"
+            self.line(f"out += _{kind}({convert}({var}))")
         elif kind in ("float", "double"):
-            # fastavro takes any number here, booleans included, through float().
-            self.line(f"out += _{kind}(float({var}))")
+            # fastavro: any real number in a union, and what float() takes elsewhere.
+            self.line(f"out += _{kind}(float({'_real(' + var + ')' if strict else var}))")
         else:  # string, bytes: a length, then the bytes
             data = self.variable("b")
             # Only a str (or a subclass) has `encode`: an int, bytes or None raise here.
@@ -231,10 +261,12 @@ class _Generator:
         self.line("else:")
         self.indent += 1
         self.line(f"out.append({(1 - null_index) << 1})")
-        self.value(other, var, namespace)
+        self.value(other, var, namespace, strict=True)
         self.indent -= 1
 
-    def record(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
+    def record(
+        self, schema: dict[str, Any], var: str, namespace: str | None, strict: bool = False
+    ) -> None:
         name = self.define(schema, namespace)
         if name in self.expanding:
             raise UnsupportedSchemaError(f"recursive record {name}")
@@ -258,10 +290,12 @@ class _Generator:
                 self.line(f"{field_var} = {var}.get({key}, _MISSING)")
                 self.line(f"if {field_var} is _MISSING:")
                 self.line(f"    raise ValueError('no value and no default for ' + {key})")
-            self.value(field_type, field_var, inner)
+            self.value(field_type, field_var, inner, strict)
         self.expanding.discard(name)
 
-    def array(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
+    def array(
+        self, schema: dict[str, Any], var: str, namespace: str | None, strict: bool = False
+    ) -> None:
         items = self.variable("items")
         item = self.variable("item")
         self.line(f"{items} = _sequence({var})")
@@ -270,11 +304,13 @@ class _Generator:
         self.length(f"len({items})")
         self.line(f"for {item} in {items}:")
         self.indent += 1
-        self.value(schema["items"], item, namespace)
+        self.value(schema["items"], item, namespace, strict)
         self.indent -= 2
         self.line("out.append(0)")
 
-    def map(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
+    def map(
+        self, schema: dict[str, Any], var: str, namespace: str | None, strict: bool = False
+    ) -> None:
         entries = self.variable("entries")
         key, value = self.variable("k"), self.variable("x")
         self.line(f"{entries} = _mapping({var})")
@@ -284,7 +320,7 @@ class _Generator:
         self.line(f"for {key}, {value} in {entries}.items():")
         self.indent += 1
         self.primitive("string", key)
-        self.value(schema["values"], value, namespace)
+        self.value(schema["values"], value, namespace, strict)
         self.indent -= 2
         self.line("out.append(0)")
 
