@@ -115,9 +115,10 @@ class KafkaPublisher:
         context switches). Here the callbacks complete the futures directly.
         """
         assert self._loop is not None
-        self._producer.poll(0)
-        in_flight = self._in_flight
-        if in_flight:
+        try:
+            self._producer.poll(0)
+        finally:  # whatever a callback raised, the deadlines are kept and the polling goes on
+            in_flight = self._in_flight
             now = self._loop.time()
             while in_flight:
                 deadline, future = in_flight[0]
@@ -131,8 +132,9 @@ class KafkaPublisher:
                         )
                     )
                 in_flight.popleft()
-        self._busy = bool(in_flight)
-        self._timer = self._loop.call_later(POLL_BUSY_S if self._busy else POLL_IDLE_S, self._poll)
+            self._busy = bool(in_flight)
+            delay = POLL_BUSY_S if self._busy else POLL_IDLE_S
+            self._timer = self._loop.call_later(delay, self._poll)
 
     async def publish(self, topic: str, key: str, value: bytes) -> DeliveryReceipt:
         loop = self._loop
@@ -183,9 +185,16 @@ class KafkaPublisher:
             self._timer.cancel()
             self._timer = None
         left = int(self._producer.flush(timeout_s))
-        self._in_flight.clear()
         if left:
             log.error("producer closed with undelivered messages", extra={"undelivered": left})
+            # Dropped now rather than left to the process's end: their reports (errors)
+            # complete their futures in the poll below.
+            self._producer.purge()
+            self._producer.poll(0)
+        for _, future in self._in_flight:
+            if not future.done():  # no poll will come: not stored, so the sender retries
+                future.set_exception(PublishError("the producer closed before Kafka acknowledged"))
+        self._in_flight.clear()
         return left
 
 

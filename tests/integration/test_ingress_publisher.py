@@ -67,3 +67,22 @@ def test_no_acknowledgement_within_the_delivery_timeout_is_a_transient_publish_e
     assert "no acknowledgement from Kafka within 1.0s" in error
     assert transient
     assert 0.9 <= waited < 5  # the timeout, not librdkafka's 60 s message timeout
+
+
+def test_closing_fails_what_kafka_has_not_acknowledged_instead_of_leaving_it_waiting() -> None:
+    config = producer_config(f"127.0.0.1:{free_port()}", message_timeout_ms=60_000)
+
+    async def close_while_waiting() -> tuple[str, int]:
+        publisher = KafkaPublisher(config, delivery_timeout_s=60.0)
+        publisher.start()
+        waiting = asyncio.ensure_future(publisher.publish("nowhere", "k", b"v"))
+        await asyncio.sleep(0.2)
+        left = publisher.close(timeout_s=0.1)
+        async with asyncio.timeout(5):
+            with pytest.raises(PublishError) as raised:
+                await waiting
+        return str(raised.value), left
+
+    error, left = asyncio.run(close_while_waiting())
+    assert left == 1
+    assert "Purged" in error or "closed before Kafka acknowledged" in error
