@@ -95,9 +95,18 @@ stack-down-secure: install ## Stop the secured cluster
 stack-status: install ## Show what the local stack runs and where
 	$(BIN)/onoff-bridge stack status
 
+# wrk, the HTTP load generator of bench-ingress: a Debian/Ubuntu package, installed
+# with apt-get when missing (as root, else through sudo); elsewhere, install it yourself.
+.PHONY: wrk
+wrk: ## Install wrk (bench-ingress's load generator) with apt-get if it is missing
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "wrk not found: installing it with apt-get (the Debian/Ubuntu package wrk)"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  { command -v apt-get >/dev/null 2>&1 && $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; } \
+	  || { echo "error: could not install wrk; install it yourself (apt-get install wrk, brew install wrk)" >&2; exit 1; }; }
+
 .PHONY: bench-ingress
-bench-ingress: install ## Benchmark one ingress process on the local Kafka (saves bench/results/)
-	@command -v wrk >/dev/null || apt-get install -y wrk || { echo "install wrk (apt-get install wrk)"; exit 1; }
+bench-ingress: install wrk ## Benchmark one ingress process on the local Kafka (saves bench/results/)
 	$(BIN)/python -m bench.ingress
 
 .PHONY: bench-dedupe

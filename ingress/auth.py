@@ -6,7 +6,6 @@ import hmac
 from collections.abc import Mapping
 
 from pydantic import SecretStr
-from starlette.datastructures import Headers
 
 from ingress.errors import AuthenticationError
 
@@ -18,7 +17,7 @@ class ApiKeyAuthenticator:
         self._keys = [(name, key.get_secret_value().encode()) for name, key in keys.items()]
         self._allow_unauthenticated = allow_unauthenticated
 
-    def authenticate(self, headers: Headers) -> str | None:
+    def authenticate(self, headers: Mapping[str, str]) -> str | None:
         """Returns the name of the matching key; raises AuthenticationError otherwise."""
         if not self._keys and self._allow_unauthenticated:
             return ANONYMOUS
@@ -35,7 +34,7 @@ class ApiKeyAuthenticator:
         return matched
 
 
-def _presented_key(headers: Headers) -> bytes | None:
+def _presented_key(headers: Mapping[str, str]) -> bytes | None:
     api_key = headers.get("x-api-key")
     if api_key:
         return api_key.strip().encode()

@@ -124,8 +124,7 @@ class IngressMetrics:
         )
         self._spool_status: Callable[[], SpoolFigures] | None = None
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._produce_children: dict[str, Any] = {}
-        self._accepted_children: dict[str, Any] = {}
+        self._produce_children: dict[str, tuple[Any, Any]] = {}
 
     # Labelled children looked up once: prometheus-client's labels() costs ~2 µs a call,
     # about 1 % of a request each, and the label values here are a handful of routes.
@@ -141,17 +140,16 @@ class IngressMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def stored(self, topic: str) -> None:
-        child = self._accepted_children.get(topic)
-        if child is None:
-            child = self._accepted_children[topic] = self.accepted.labels(topic)
-        child.inc()
-
-    def produced(self, topic: str, seconds: float) -> None:
-        child = self._produce_children.get(topic)
-        if child is None:
-            child = self._produce_children[topic] = self.produce_latency.labels(topic)
-        child.observe(seconds)
+    def acknowledged(self, topic: str, seconds: float) -> None:
+        """Kafka has the record, `seconds` after it was produced."""
+        children = self._produce_children.get(topic)
+        if children is None:
+            children = self._produce_children[topic] = (
+                self.accepted.labels(topic),
+                self.produce_latency.labels(topic),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if self.multiprocess:
             # A function gauge would be read by the scraped process alone: each process
             # publishes its own queue depth as it goes instead.
