@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from processors.merge import Record
-from schemas import AvroCodec
+
+
+class Decoder(Protocol):
+    """Reads a stored value back: the table's value serializer (Avro for dedupe, JSON for
+    the metrics)."""
+
+    def decode(self, data: bytes) -> Record: ...
 
 
 class Delivery(Protocol):
@@ -50,6 +56,9 @@ class CallStore(Protocol):
 
     def forget(self) -> None:
         """Drops what is only in memory: the partitions may have moved (a rebalance)."""
+
+    def unwritten(self) -> Mapping[str, Record]:
+        """What was put and is not in Faust's store yet (waiting for its acknowledgement)."""
 
 
 class DeliveryFailedError(RuntimeError):
@@ -79,6 +88,9 @@ class MemoryCalls:
     def forget(self) -> None:
         return None
 
+    def unwritten(self) -> Mapping[str, Record]:
+        return {}
+
 
 @dataclass
 class _SentBatch:
@@ -88,7 +100,7 @@ class _SentBatch:
 
 
 class RocksCalls:
-    def __init__(self, store: Any, codec: AvroCodec) -> None:
+    def __init__(self, store: Any, codec: Decoder) -> None:
         # faust.stores.rocksdb.Store (rocksdict): one database per partition, raw bytes.
         self._store = store
         self._codec = codec
@@ -128,6 +140,9 @@ class RocksCalls:
         self.pending.clear()
         self._unsent.clear()
         self._in_flight.clear()
+
+    def unwritten(self) -> Mapping[str, Record]:
+        return self.pending
 
     def _write(self, writes: list[tuple[int, str, Record, bytes]], delivered: bool) -> None:
         from rocksdict import WriteBatch

@@ -7,18 +7,26 @@ in C on its own threads; a batch of versions costs one `produce` call each.
 
 The guarantee does not move: Faust flushes its producer before it commits an
 offset (`Consumer._commit_offsets`), on a rebalance and when it stops, and
-`attach` makes that flush also wait until every version handed to this
+`attach` makes that flush also wait until every record handed to this
 producer is acknowledged, so a committed offset still has its output behind it.
+A record Kafka refused for good (librdkafka gave up after its own retries)
+makes every later flush raise: the commit fails, the worker stops, and its
+replacement processes the uncommitted records again.
+
+Used by dedupe (its versions) and the metrics (contributions, table changelogs,
+metrics records).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
+
+from processors.call_store import DeliveryFailedError
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +43,28 @@ def producer_settings(connection: Mapping[str, str], linger_ms: int = 20) -> dic
         "compression.type": "lz4",
         "linger.ms": linger_ms,
         "socket.keepalive.enable": True,
+        # For records sent without a partition: the partition Java clients and Faust's
+        # aiokafka producer pick for the same key (librdkafka's default hashes otherwise).
+        "partitioner": "murmur2_random",
     }
 
 
 class BatchDelivery:
-    """The acknowledgements of one batch of versions: done when every one has answered."""
+    """The acknowledgements of one batch of records: done when every one has answered."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, on_failure: Callable[[KafkaError], None] | None = None) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
+        self._on_failure = on_failure
 
     def on_delivery(self, error: KafkaError | None, message: Any) -> None:
         self.remaining -= 1
         if error is not None and self.error is None:
             self.error = error
             # librdkafka's reason names the topic and partition, never a record's content.
-            log.error("a version was not delivered to %s: %s", message.topic(), error)
+            log.error("a record was not delivered to %s: %s", message.topic(), error)
+            if self._on_failure is not None:
+                self._on_failure(error)
 
     def done(self) -> bool:
         return self.remaining <= 0
@@ -62,10 +76,17 @@ class BatchDelivery:
 class VersionProducer:
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self._producer = Producer(dict(settings))
+        self.failure: KafkaError | None = None
+
+    def _failed(self, error: KafkaError) -> None:
+        if self.failure is None:
+            self.failure = error
 
     async def send(self, topic: str, versions: Sequence[tuple[bytes, bytes, int]]) -> BatchDelivery:
-        """Hands over (key, value, partition) records; returns their acknowledgements."""
-        delivery = BatchDelivery(len(versions))
+        """Hands over (key, value, partition) records; returns their acknowledgements.
+
+        A partition of -1 lets the partitioner pick it from the key."""
+        delivery = BatchDelivery(len(versions), self._failed)
         produce, on_delivery = self._producer.produce, delivery.on_delivery
         for key, value, partition in versions:
             while True:
@@ -79,10 +100,16 @@ class VersionProducer:
         return delivery
 
     async def flush(self) -> None:
-        """Returns once every version handed over was acknowledged (or failed for good)."""
+        """Returns once every record handed over was acknowledged.
+
+        Raises DeliveryFailedError, now and at every later flush, once a record failed
+        for good: what it carried is not in Kafka, so no offset may be committed past it.
+        """
         # Polling: librdkafka serves acknowledgements on poll, there is nothing to await.
         while self._producer.flush(0):  # noqa: ASYNC110
             await asyncio.sleep(FLUSH_POLL_S)
+        if self.failure is not None:
+            raise DeliveryFailedError(f"a record was not delivered: {self.failure.str()}")
 
     def attach(self, faust_producer: Any) -> None:
         """Makes Faust's producer flush (before each commit) flush this producer too."""

@@ -8,7 +8,7 @@ Two steps, both pure; `processor.py` runs them as two Faust agents:
    retraction (a contribution of None). Each update carries the call's version.
    A call that cannot be placed in a window raises UnplaceableCallError; a
    version whose windows all ended before the retention horizon is LATE.
-2. `tally.apply_update` (per window, in the partition of its user): the call's
+2. `tally.apply_batch` (per window, in the partition of its user): the call's
    share of the window takes the highest version seen, and the window's
    running sums move from the old contribution to the new one. A repeated or
    older update changes nothing.
@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from processors.metrics.figures import Contribution, Figures, contribution_of
-from processors.metrics.tally import Applied, Share, Tally, apply_update, refill
+from processors.metrics.tally import Applied, Counted, Share, Tally, apply_batch, refill
 from processors.metrics.windows import Window, updated_millis, windows_of
 
 # [version, lastUpdatedAt millis of that version, contribution or None when retracted]
@@ -53,6 +53,11 @@ class Update:
     @property
     def contribution(self) -> Contribution | None:
         return None if self.entry[2] is None else Contribution(*self.entry[2])
+
+    @property
+    def counted(self) -> Counted:
+        """What the window counts for the call once this update is applied."""
+        return Counted(self.version, self.updated_ms, self.contribution)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.call_id, "e": self.entry}
@@ -126,6 +131,7 @@ class Aggregator:
         self.calls: dict[str, CallState] = {}
         self.tallies: dict[str, Tally] = {}
         self.shares: dict[str, dict[str, Share]] = {}  # window key -> call id -> share
+        self.mark = 0
 
     def plan(self, call: Mapping[str, Any]) -> list[Update]:
         _decision, state, updates = plan(self.calls.get(call["id"]), call)
@@ -134,19 +140,31 @@ class Aggregator:
         return updates
 
     def apply(self, update: Update) -> Applied:
-        shares = self.shares.setdefault(update.window, {})
-        step = apply_update(
-            self.tallies.get(update.window),
-            shares.get(update.call_id),
-            update.version,
-            update.updated_ms,
-            update.contribution,
-        )
-        if step.share is not None:
-            shares[update.call_id] = step.share
-        tally = refill(step.tally, shares.values()) if step.tally.exhausted else step.tally
-        self.tallies[update.window] = tally
-        return step.applied
+        """Applies one update, as a batch of its own."""
+        return self.apply_all([update])[0]
+
+    def apply_all(self, updates: list[Update]) -> list[Applied]:
+        """Applies a batch of updates, window by window, as the windows agent does."""
+        self.mark += 1
+        by_window: dict[str, list[int]] = {}
+        for index, update in enumerate(updates):
+            by_window.setdefault(update.window, []).append(index)
+        outcomes: dict[int, Applied] = {}
+        for window, batch in by_window.items():
+            shares = self.shares.setdefault(window, {})
+            result = apply_batch(
+                self.tallies.get(window),
+                shares,
+                [(updates[i].call_id, updates[i].counted) for i in batch],
+                self.mark,
+            )
+            shares.update(result.shares)
+            tally = result.tally
+            if tally.exhausted:
+                tally = refill(tally, (s.counted(tally.mark) for s in shares.values()))
+            self.tallies[window] = tally
+            outcomes.update(zip(batch, result.outcomes, strict=True))
+        return [outcomes[i] for i in range(len(updates))]
 
     def figures(self) -> dict[str, Figures]:
         """Figures of every window that counts at least one call."""

@@ -8,17 +8,25 @@ owning the state of its own partitions:
 
 1. calls agent, on onoff.calls (partition of the call id). Table `metrics-calls`:
    call id -> the version applied and every window the call ever counted in.
-   A version becomes one update per such window, sent to an internal
-   contributions topic keyed by *user*: the contribution for the windows of
-   this version, a retraction for the others, each stamped with the version.
+   A version becomes one update per such window: the contribution for the
+   windows of this version, a retraction for the others, each stamped with the
+   version. A batch's updates go to an internal contributions topic keyed by
+   *user*, one message per user per batch.
 2. windows agent, on the contributions topic (partition of the user). Table
    `metrics-windows` holds, in that partition, each window's tally (running
-   sums, two small tops for the maxima, a sequence number) and each call's
-   share of each window (version, contribution, the contribution it replaced,
-   the window's sequence number then): see `tally.py`. Per call, the highest
-   version wins; the sums move from its old contribution to the new one, and a
-   UserCallMetrics record is sent when the figures change. A window's records
-   stay a few hundred bytes whatever the number of calls it counts.
+   sums, two small tops for the maxima, the mark of the batch that wrote it)
+   and each call's share of each window: see `tally.py`. Per call, the highest
+   version wins; the sums move from its old contribution to the new one. Per
+   window and batch: one tally write and one UserCallMetrics record, when the
+   figures change. A window's records stay a few hundred bytes whatever the
+   number of calls it counts.
+
+Both agents take their records in batches (`stream.take_events`) and do the
+effects per batch, outside Faust's per-event table API: the tables are read
+and written in bulk (`processors.call_store`), and every record they produce
+(contributions, both changelogs, metrics records) goes through one librdkafka
+producer that Faust's pre-commit flush waits for (`processors.version_producer`),
+so a committed offset has all of its batch's records behind it.
 
 Why this counts each call once across restarts and rebalances, with
 at_least_once delivery: both tables are rebuilt from their changelogs by
@@ -39,8 +47,8 @@ of a user's windows in one partition, so the HTTP query is answered by one
 worker (faust routes it there).
 
 A record lost in a crash after the tally was saved would not be sent again by
-a change, so a repeated update sends the window's current record again:
-identical, since it is derived only from the tally.
+a change, so a batch with a repeated update sends the window's current record
+again: identical, since it is derived only from the tally.
 
 A call the pure core cannot place (no hour or day window holds its start, or
 a talk time no window can sum) is counted as `unplaceable` and dead-lettered
@@ -56,13 +64,19 @@ window by `Window.redacted` (a hash for the user), never by its key.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
 import faust
+import orjson
+from faust.streams import Stream
 from faust.tables.table import Table
-from faust.types import EventT, StreamT
+from faust.types import StreamT
+from faust.types.tuples import Message
 
+from processors.call_store import CallStore, MemoryCalls, RocksCalls
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
 from processors.expiry import expire_entries
@@ -70,10 +84,10 @@ from processors.metrics.aggregation import CallState, Decision, Update, plan
 from processors.metrics.figures import Figures, metrics_record
 from processors.metrics.settings import MetricsSettings
 from processors.metrics.tally import (
-    Applied,
+    Counted,
     Share,
     Tally,
-    apply_update,
+    apply_batch,
     from_entries,
     parse_share_key,
     refill,
@@ -89,11 +103,25 @@ from processors.metrics.windows import (
 )
 from processors.progress import ProgressTracker
 from processors.records import decode_with_retry
-from schemas import AvroCodec, RecordDecodeError
+from processors.version_producer import VersionProducer
+from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError
 
 log = logging.getLogger(__name__)
 
 NAME = "metrics"
+DEADLETTERED = "deadlettered"
+# A contributions message carries at most this many updates (a few MB would be refused).
+UPDATES_PER_MESSAGE = 2000
+
+# (key, value, partition) records for VersionProducer.send; -1: the key's partition.
+Records = list[tuple[bytes, bytes, int]]
+
+
+class JsonValues:
+    """The metrics tables' value serializer (Faust's "json"), for reading their RocksDB stores."""
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        return cast(dict[str, Any], orjson.loads(data))
 
 
 class MetricsProcessor:
@@ -105,14 +133,20 @@ class MetricsProcessor:
         calls_partitions: int,
         metrics_topic: str,
         calls_codec: AvroCodec,
-        metrics_codec_name: str,
+        metrics_codec: AvroCodec,
         deadletters: DeadLetters,
         progress: ProgressTracker,
+        producer_settings: Mapping[str, Any],
     ) -> None:
         self.app = app
         self._calls_codec = calls_codec
+        self._metrics_codec = metrics_codec
         self._deadletters = deadletters
         self._progress = progress
+        self._producer_settings = producer_settings
+        self._producer: VersionProducer | None = None
+        self._batch_size = settings.batch_size
+        self._batch_within_s = settings.batch_within_s
         self.retention = timedelta(days=settings.retention_days)
         self._grace = timedelta(hours=settings.expiry_grace_hours)
         # Event time: the latest lastUpdatedAt seen by each agent of this process.
@@ -124,36 +158,98 @@ class MetricsProcessor:
         self.contributions = app.topic(
             f"{app.conf.id}-metrics-contributions",
             key_serializer=UTF8,
-            value_serializer="json",
+            # JSON, read by handle_updates itself (orjson) rather than by Faust per event.
+            value_serializer="raw",
             partitions=settings.partitions,
             internal=True,
         )
-        self.output = app.topic(
-            metrics_topic, key_serializer=UTF8, value_serializer=metrics_codec_name
-        )
+        self.output = app.topic(metrics_topic, key_serializer=UTF8, value_serializer="raw")
         self.calls = _table(app, "metrics-calls", calls_partitions)
         self.windows = _table(app, "metrics-windows", settings.partitions)
+        self._calls_rows: CallStore | None = None
+        self._windows_rows: CallStore | None = None
         app.agent(self.source, name=f"{NAME}-calls-agent")(self._run_calls)
         app.agent(self.contributions, name=f"{NAME}-windows-agent")(self._run_windows)
 
+    @property
+    def calls_rows(self) -> CallStore:
+        if self._calls_rows is None:
+            self._calls_rows = _rows(self.calls)
+        return self._calls_rows
+
+    @property
+    def windows_rows(self) -> CallStore:
+        if self._windows_rows is None:
+            self._windows_rows = _rows(self.windows)
+        return self._windows_rows
+
+    @property
+    def producer(self) -> VersionProducer:
+        if self._producer is None:
+            self._producer = VersionProducer(self._producer_settings)
+            self._producer.attach(self.app.producer)
+        return self._producer
+
     async def _run_calls(self, stream: StreamT[Any]) -> None:
-        async for event in stream.events():
-            await self.handle_call(event)
+        # Faust's agents get a faust.Stream; StreamT does not declare take_events.
+        batches = cast(Stream[Any], stream).take_events(self._batch_size, self._batch_within_s)
+        async for events in batches:
+            await self.handle_calls([event.message for event in events])
 
     async def _run_windows(self, stream: StreamT[Any]) -> None:
-        async for event in stream.events():
-            await self.handle_update(event)
+        batches = cast(Stream[Any], stream).take_events(self._batch_size, self._batch_within_s)
+        async for events in batches:
+            await self.handle_updates([event.message for event in events])
 
-    async def handle_call(self, event: EventT[Any]) -> str:
-        message = event.message
+    async def handle_calls(self, messages: Sequence[Message]) -> list[str]:
+        """Plans each call version in order; sends the batch's updates and call states together."""
+        rows = self.calls_rows
+        by_user: dict[str, list[list[Any]]] = {}
+        states: Records = []
+        outcomes = []
+        for message in messages:
+            try:
+                outcome = await self._plan(message, rows, by_user, states)
+            except Exception as exc:
+                # A record the code cannot handle (a bug): Faust would ack it with its
+                # batch, so it goes where it can be seen, and the worker goes on.
+                await self._reject(message, f"metrics could not handle it: {exc!r}")
+                outcome = DEADLETTERED
+            outcomes.append(outcome)
+        clock = self.calls_clock_ms
+        contributions: Records = [
+            (
+                user.encode(),
+                orjson.dumps({"t": clock, "u": updates[i : i + UPDATES_PER_MESSAGE]}),
+                -1,
+            )
+            for user, updates in by_user.items()
+            for i in range(0, len(updates), UPDATES_PER_MESSAGE)
+        ]
+        await self._send(self.contributions.get_topic_name(), contributions)
+        await self._send_rows(self.calls, rows, states)
+        self._progress_of(messages, outcomes)
+        return outcomes
+
+    async def _plan(
+        self,
+        message: Message,
+        rows: CallStore,
+        by_user: dict[str, list[list[Any]]],
+        states: Records,
+    ) -> str:
         if message.value is None:  # a tombstone on onoff.calls: nothing to count
-            return self._processed("tombstone", message)
+            return "tombstone"
         try:
-            call = await decode_with_retry(self._calls_codec, message.value)
+            try:
+                call = self._calls_codec.decode(message.value)
+            except RegistryUnavailableError:  # waited out there, not dead-lettered
+                call = await decode_with_retry(self._calls_codec, message.value)
         except RecordDecodeError as exc:
             await self._reject(message, str(exc))
-            return "deadlettered"
-        stored = self.calls.get(call["id"])
+            return DEADLETTERED
+        call_id = call["id"]
+        stored = rows.get(call_id, message.partition)
         state = CallState.from_json(stored) if stored is not None else None
         try:
             updated_ms = updated_millis(call)
@@ -161,107 +257,160 @@ class MetricsProcessor:
             horizon = from_millis(self.calls_clock_ms) - self.retention
             decision, new_state, updates = plan(state, call, horizon)
         except UnplaceableCallError as exc:
-            await self._reject(message, str(exc), "unplaceable")
+            await self._reject(message, str(exc))
             return "unplaceable"
         if decision is Decision.LATE:
             log.warning(
                 "call version %s of %s is past the metrics retention; not counted",
                 call["version"],
-                call["id"],
+                call_id,
                 extra={
                     "topic": message.topic,
                     "partition": message.partition,
                     "offset": message.offset,
-                    "key": call["id"],
+                    "key": call_id,
                 },
             )
-            return self._processed("late", message)
+            return "late"
         for update in updates:
-            await self.contributions.send(
-                key=Window.parse(update.window).user,
-                value={"w": update.window, **update.to_json(), "t": self.calls_clock_ms},
-            )
+            user = Window.parse(update.window).user
+            by_user.setdefault(user, []).append([update.window, update.call_id, update.entry])
         if new_state is not None and (decision is Decision.NEW_VERSION or new_state != state):
             # The partition is kept so the expiry timer can write the tombstone there.
-            self.calls[call["id"]] = {
-                **new_state.to_json(),
-                "p": message.partition,
-                "u": updated_ms,
-            }
-        return self._processed(decision.value, message)
+            value = {**new_state.to_json(), "p": message.partition, "u": updated_ms}
+            encoded = orjson.dumps(value)
+            rows.put(call_id, value, message.partition, encoded)
+            states.append((call_id.encode(), encoded, message.partition))
+        return str(decision.value)
 
-    async def handle_update(self, event: EventT[Any]) -> str:
-        message = event.message
-        value = cast(dict[str, Any], event.value)
-        update = Update.from_json(value["w"], value)
-        window = Window.parse(update.window)
-        self.windows_clock_ms = max(self.windows_clock_ms, int(value["t"]))
-        if window.end < from_millis(int(value["t"])) - self.retention:
-            log.warning(
-                "update of window %s is past the metrics retention; not applied",
-                window.redacted,
-                extra={
-                    "topic": message.topic,
-                    "partition": message.partition,
-                    "offset": message.offset,
-                },
-            )
-            return self._processed("late", message)
-        stored = self._tally(update.window, message.partition)
-        before = stored.figures() if stored is not None else Figures()
-        key = share_key(update.window, update.call_id)
-        stored_share = self.windows.get(key)
-        step = apply_update(
-            stored,
-            Share.from_json(stored_share) if stored_share is not None else None,
-            update.version,
-            update.updated_ms,
-            update.contribution,
-        )
-        # The share first: a crash before the tally is written is repaired from it.
-        if step.share is not None:
-            self.windows[key] = {"p": message.partition, **step.share.to_json()}
-        tally = step.tally
-        if tally.exhausted:
-            tally = refill(tally, self._shares(update.window))
-        if step.tally_changed:
-            self.windows[update.window] = {"p": message.partition, **tally.to_json()}
-            after = tally.figures()
-            if _differ(before, after):
-                await self._emit(window, after)
-        elif step.applied is Applied.REPEAT and stored is not None:
-            await self._emit(window, before)
-        return self._processed(f"window_{step.applied.value}", message)
+    async def handle_updates(self, messages: Sequence[Message]) -> Counter[str]:
+        """Applies a batch of contributions messages: per window, shares, then one tally and
+        at most one metrics record."""
+        marks: dict[int, int] = {}  # partition -> the batch's last offset there
+        groups: dict[tuple[int, str], list[tuple[str, Counted]]] = {}
+        outcomes: Counter[str] = Counter()
+        for message in messages:
+            partition = message.partition
+            marks[partition] = max(marks.get(partition, -1), message.offset)
+            try:
+                for update, clock_ms in _updates(message.value):
+                    self.windows_clock_ms = max(self.windows_clock_ms, clock_ms)
+                    window = Window.parse(update.window)
+                    if window.end < from_millis(clock_ms) - self.retention:
+                        log.warning(
+                            "update of window %s is past the metrics retention; not applied",
+                            window.redacted,
+                            extra={"topic": message.topic, "partition": partition},
+                        )
+                        outcomes["late"] += 1
+                        continue
+                    groups.setdefault((partition, update.window), []).append(
+                        (update.call_id, update.counted)
+                    )
+            except Exception as exc:  # not a message of ours: seen, not lost silently
+                await self._reject(message, f"metrics could not read an update: {exc!r}")
+                outcomes[DEADLETTERED] += 1
+        rows = self.windows_rows
+        writes: Records = []
+        records: Records = []
+        for (partition, window_key), updates in groups.items():
+            window = Window.parse(window_key)
+            stored = self._tally(window_key, partition, writes)
+            shares = {}
+            for call_id in {call_id for call_id, _ in updates}:
+                value = rows.get(share_key(window_key, call_id), partition)
+                if value is not None:
+                    shares[call_id] = Share.from_json(value)
+            result = apply_batch(stored, shares, updates, marks[partition])
+            outcomes.update(f"window_{applied.value}" for applied in result.outcomes)
+            tally = result.tally
+            if tally.exhausted:
+                tally = refill(tally, self._counted(window_key, tally.mark, result.shares))
+            # The shares first: a crash before the tally is written is repaired from them.
+            for call_id, share in result.shares.items():
+                self._put(rows, share_key(window_key, call_id), share.to_json(), partition, writes)
+            before = stored.figures() if stored is not None else Figures()
+            if result.shares:
+                self._put(rows, window_key, tally.to_json(), partition, writes)
+                after = tally.figures()
+                if _differ(before, after):
+                    records.append(self._record(window, after))
+                    continue
+            if result.repeated and stored is not None:
+                records.append(self._record(window, before))
+        await self._send_rows(self.windows, rows, writes)
+        await self._send(self.output.get_topic_name(), records)
+        last = {(m.topic, m.partition): m.offset for m in messages}
+        self._progress.processed_batch(NAME, outcomes, last)
+        return outcomes
 
-    def _tally(self, window_key: str, partition: int | None = None) -> Tally | None:
-        stored = self.windows.get(window_key)
+    @staticmethod
+    def _put(
+        rows: CallStore, key: str, value: dict[str, Any], partition: int, writes: Records
+    ) -> None:
+        stored = {"p": partition, **value}
+        encoded = orjson.dumps(stored)
+        rows.put(key, stored, partition, encoded)
+        writes.append((key.encode(), encoded, partition))
+
+    def _record(self, window: Window, figures: Figures) -> tuple[bytes, bytes, int]:
+        value = self._metrics_codec.encode(metrics_record(window, figures))
+        return window.key.encode(), value, -1
+
+    async def _send(self, topic: str, records: Records) -> None:
+        if records:
+            await self.producer.send(topic, records)
+
+    async def _send_rows(self, table: Table[str, Any], rows: CallStore, writes: Records) -> None:
+        """Sends a table's writes to its changelog; the store keeps them once acknowledged."""
+        if writes:
+            delivery = await self.producer.send(table.changelog_topic.get_topic_name(), writes)
+            rows.sent([delivery])
+        # A write Kafka refused raises here; the flush before the commit raises too.
+        rows.settle()
+
+    def _tally(
+        self, window_key: str, partition: int | None = None, writes: Records | None = None
+    ) -> Tally | None:
+        stored = self._lookup(window_key, partition)
         if stored is None:
             return None
-        if "calls" in stored and partition is not None:
+        if "calls" in stored and partition is not None and writes is not None:
             # A window written before tallies held every call's entry: split it up once.
             tally, shares = from_entries(stored["calls"])
+            rows = self.windows_rows
             for call_id, share in shares.items():
-                self.windows[share_key(window_key, call_id)] = {"p": partition, **share.to_json()}
-            self.windows[window_key] = {"p": partition, **tally.to_json()}
+                self._put(rows, share_key(window_key, call_id), share.to_json(), partition, writes)
+            self._put(rows, window_key, tally.to_json(), partition, writes)
             return tally
         if "calls" in stored:
             return from_entries(stored["calls"])[0]
         return Tally.from_json(stored)
 
-    def _shares(self, window_key: str) -> list[Share]:
-        """Every share of a window, by a scan of this worker's windows table.
+    def _lookup(self, key: str, partition: int | None) -> dict[str, Any] | None:
+        if partition is not None:
+            return self.windows_rows.get(key, partition)
+        unwritten = self.windows_rows.unwritten().get(key)
+        return unwritten if unwritten is not None else self.windows.get(key)
+
+    def _counted(
+        self, window_key: str, mark: int, batch: Mapping[str, Share]
+    ) -> list[Counted | None]:
+        """What a tally of `mark` counts for every call of a window: a scan of this worker's
+        windows table, with what the batch is about to write over it.
 
         Only needed when retractions emptied a top (see tally.py), so rarely.
         """
         prefix = share_prefix(window_key)
-        return [
-            Share.from_json(value)
-            for key, value in list(self.windows.data.items())
-            if isinstance(key, str) and key.startswith(prefix)
-        ]
-
-    async def _emit(self, window: Window, figures: Figures) -> None:
-        await self.output.send(key=window.key, value=metrics_record(window, figures))
+        shares: dict[str, Share] = {}
+        for source in (self.windows.data.items(), self.windows_rows.unwritten().items()):
+            for key, value in list(source):
+                if isinstance(key, str) and key.startswith(prefix):
+                    parsed = parse_share_key(key)
+                    if parsed is not None:
+                        shares[parsed[1]] = Share.from_json(value)
+        shares.update(batch)
+        return [share.counted(mark) for share in shares.values()]
 
     def current(self, window: Window) -> Figures | None:
         """The figures of a window held by this worker, None when it counts no call."""
@@ -301,13 +450,12 @@ class MetricsProcessor:
             return 0
         return expire_entries(self.app, table, expired)
 
-    def _processed(self, outcome: str, message: Any) -> str:
-        self._progress.processed(NAME, outcome, message.topic, message.partition, message.offset)
-        return outcome
+    def _progress_of(self, messages: Sequence[Message], outcomes: list[str]) -> None:
+        last = {(m.topic, m.partition): m.offset for m in messages}
+        self._progress.processed_batch(NAME, Counter(outcomes), last)
 
-    async def _reject(self, message: Any, reason: str, outcome: str = "deadlettered") -> None:
+    async def _reject(self, message: Any, reason: str) -> None:
         await self._deadletters.reject(NAME, message, reason)
-        self._processed(outcome, message)
 
 
 def _table(app: faust.App, name: str, partitions: int) -> Table[str, dict[str, Any]]:
@@ -329,6 +477,24 @@ def _table(app: faust.App, name: str, partitions: int) -> Table[str, dict[str, A
     table.key_serializer = UTF8
     table.value_serializer = "json"
     return table
+
+
+def _rows(table: Table[str, dict[str, Any]]) -> CallStore:
+    data = table.data  # Faust builds the store on first use
+    return MemoryCalls(data) if hasattr(data, "_key_partition") else RocksCalls(data, JsonValues())
+
+
+def _updates(data: bytes | None) -> list[tuple[Update, int]]:
+    """The updates of a contributions message, with its event time (millis).
+
+    One message per user and batch ({"t", "u": [[window, call id, entry], ...]}); a
+    message of one update ({"w", "id", "e", "t"}) is what workers before batches sent.
+    """
+    value = orjson.loads(data or b"")
+    clock_ms = int(value["t"])
+    if "u" in value:
+        return [(Update(w, call_id, list(entry)), clock_ms) for w, call_id, entry in value["u"]]
+    return [(Update.from_json(value["w"], value), clock_ms)]
 
 
 def _differ(before: Figures, after: Figures) -> bool:

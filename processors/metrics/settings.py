@@ -20,5 +20,9 @@ class MetricsSettings(BaseModel):
     # Windows are dropped only this long after they stopped accepting versions, so
     # a partition whose event time trails the others' cannot resurrect one.
     expiry_grace_hours: float = Field(default=6.0, ge=0)
+    # Each agent takes up to this many records at a time, waiting at most this long for
+    # them; the effects (table writes, records sent) are per batch.
+    batch_size: int = Field(default=1000, gt=0)
+    batch_within_s: float = Field(default=0.05, gt=0)
     # The most windows one HTTP query may return.
     max_query_windows: int = Field(default=2000, gt=0)

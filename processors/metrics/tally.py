@@ -7,18 +7,24 @@ update (so both in the partition of the window's user):
   of calls counted, the sums of their contributions, and two `Top`s, the
   largest talk times and the latest lastUpdatedAt of the calls counted. Its
   size does not depend on how many calls the window counts.
-- one `Share` per (window, call) (key: `share_key`): the call's version applied
-  to the window, its contribution (None once retracted), the contribution it
-  replaced, and the window's sequence number when it was applied.
+- one `Share` per (window, call) (key: `share_key`): what the window counts for
+  the call (its version, lastUpdatedAt and contribution, None once retracted),
+  what the tally counted for it before, and the mark of the batch that wrote it.
 
-`apply_update` is everything the windows agent decides for one update. A newer
-version replaces the call's share: its old contribution leaves the sums and
-the new one enters them, and the window's sequence number goes up by one. An
-update whose version is not newer than the share's changes nothing. The share
-is written before the tally; after a crash between the two writes the share's
-sequence number is ahead of the window's, and the next update of that share
-(the replay of the same one comes first) applies the share's change again from
-the contribution it replaced (`previous`), so it counts exactly once.
+`apply_batch` is everything the windows agent decides for one window and one
+batch of updates. Per call, the highest version wins: a newer version's
+contribution replaces the old one in the sums; an update whose version is not
+newer changes nothing. The batch's shares are written first, then the tally
+once, both carrying the batch's mark: the offset of its last update in the
+contributions partition, which only grows. The tally's write commits the
+batch: a share whose mark is above its window's tally's was written by a batch
+whose tally never landed (a crash between the writes), so the tally still
+counts what the share held before (`committed`). The replay of that batch
+(its offsets were not committed either) meets every such share again and
+applies it once. Marks are offsets, not per-window counters, because a replay
+may be cut into batches other than the first time: a share written by the
+lost batch and not reached by a shorter replay batch keeps a mark above that
+batch's, so it still reads as not counted.
 
 A maximum cannot be undone by subtraction. A `Top` holds exactly the values at
 or above its floor, as (value, how many calls) pairs, at most TOP_VALUES
@@ -103,36 +109,61 @@ def _top(counts: Mapping[int, int], floor: int | None) -> Top:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """What a window counts for one call: the version applied, its lastUpdatedAt, and its
+    contribution (None: retracted, the call counts nothing there)."""
+
+    version: int
+    updated_ms: int
+    contribution: Contribution | None
+
+
+def _counted_json(counted: Counted | None) -> list[Any] | None:
+    if counted is None:
+        return None
+    contribution = None if counted.contribution is None else list(counted.contribution)
+    return [counted.version, counted.updated_ms, contribution]
+
+
+def _counted(value: list[Any] | None) -> Counted | None:
+    if value is None:
+        return None
+    version, updated_ms, contribution = value
+    return Counted(int(version), int(updated_ms), _contribution(contribution))
+
+
+# The mark of a share or tally written before marks existed: every such share counts.
+UNMARKED = -1
+
+
+@dataclass(frozen=True)
 class Share:
     """One call's part in one window."""
 
-    version: int
-    updated_ms: int  # lastUpdatedAt of that version
-    contribution: Contribution | None  # None: retracted, counts nothing
-    seq: int  # the window's sequence number once this share was applied
-    previous: Contribution | None = None  # what it replaced, to apply it again after a crash
-    previous_ms: int = 0
+    current: Counted
+    committed: Counted | None  # what the tally counts for the call until this share's batch lands
+    mark: int  # the mark of the batch that wrote it
+
+    def counted(self, tally_mark: int) -> Counted | None:
+        """What a tally of that mark counts for the call (None: nothing, never seen)."""
+        return self.current if self.mark <= tally_mark else self.committed
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": self.version,
-            "m": self.updated_ms,
-            "c": None if self.contribution is None else list(self.contribution),
-            "q": self.seq,
-            "o": None if self.previous is None else list(self.previous),
-            "om": self.previous_ms,
+            "k": self.mark,
+            "c": _counted_json(self.current),
+            "b": _counted_json(self.committed),
         }
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Share:
-        return cls(
-            version=int(value["v"]),
-            updated_ms=int(value["m"]),
-            contribution=_contribution(value["c"]),
-            seq=int(value["q"]),
-            previous=_contribution(value["o"]),
-            previous_ms=int(value["om"]),
-        )
+        if "k" not in value:
+            # Written one update at a time, before batches: counted once its tally was.
+            old = Counted(int(value["v"]), int(value["m"]), _contribution(value["c"]))
+            return cls(old, None, UNMARKED)
+        current = _counted(value["c"])
+        assert current is not None
+        return cls(current, _counted(value["b"]), int(value["k"]))
 
 
 def _contribution(value: list[int] | None) -> Contribution | None:
@@ -141,9 +172,9 @@ def _contribution(value: list[int] | None) -> Contribution | None:
 
 @dataclass(frozen=True)
 class Tally:
-    """A window's figures as running sums, with its sequence number."""
+    """A window's figures as running sums, with the mark of the batch that wrote it."""
 
-    seq: int = 0
+    mark: int = UNMARKED
     calls: int = 0
     sums: Contribution = NOTHING
     talk: Top = Top()
@@ -154,25 +185,24 @@ class Tally:
     def exhausted(self) -> bool:
         return self.talk.exhausted or self.updated.exhausted
 
-    def moved(
-        self, old: Contribution | None, old_ms: int, new: Contribution | None, new_ms: int
-    ) -> Tally:
-        """The tally once a call's share goes from `old` to `new` (None: counts nothing)."""
+    def moved(self, old: Counted | None, new: Counted) -> Tally:
+        """The tally once a call goes from being counted as `old` to `new`."""
         calls, sums, talk, updated = self.calls, list(self.sums), self.talk, self.updated
         retracted_ms = self.retracted_ms
-        if old is not None:
+        if old is not None and old.contribution is not None:
             calls -= 1
-            sums = [s - o for s, o in zip(sums, old, strict=True)]
-            talk, updated = talk.remove(old.talk_seconds), updated.remove(old_ms)
-        if new is not None:
+            sums = [s - o for s, o in zip(sums, old.contribution, strict=True)]
+            talk = talk.remove(old.contribution.talk_seconds)
+            updated = updated.remove(old.updated_ms)
+        if new.contribution is not None:
             calls += 1
-            sums = [s + n for s, n in zip(sums, new, strict=True)]
-            talk, updated = talk.add(new.talk_seconds), updated.add(new_ms)
+            sums = [s + n for s, n in zip(sums, new.contribution, strict=True)]
+            talk, updated = talk.add(new.contribution.talk_seconds), updated.add(new.updated_ms)
         else:
-            retracted_ms = max(retracted_ms, new_ms)
+            retracted_ms = max(retracted_ms, new.updated_ms)
         if calls == 0:  # nothing counted: nothing below any floor either
             talk, updated = Top(), Top()
-        return Tally(self.seq, calls, Contribution(*sums), talk, updated, retracted_ms)
+        return Tally(self.mark, calls, Contribution(*sums), talk, updated, retracted_ms)
 
     def figures(self) -> Figures:
         s = self.sums
@@ -191,7 +221,7 @@ class Tally:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "q": self.seq,
+            "k": self.mark,
             "n": self.calls,
             "s": list(self.sums),
             "tt": self.talk.to_json(),
@@ -202,7 +232,7 @@ class Tally:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Tally:
         return cls(
-            seq=int(value["q"]),
+            mark=int(value.get("k", UNMARKED)),
             calls=int(value["n"]),
             sums=Contribution(*value["s"]),
             talk=Top.from_json(value["tt"]),
@@ -211,63 +241,78 @@ class Tally:
         )
 
 
-def refill(tally: Tally, shares: Iterable[Share]) -> Tally:
-    """The tally with both tops rebuilt from every share of its window."""
-    counted = [s for s in shares if s.contribution is not None]
+def refill(tally: Tally, counted: Iterable[Counted | None]) -> Tally:
+    """The tally with both tops rebuilt from what it counts for every call of its window."""
+    values = [c for c in counted if c is not None and c.contribution is not None]
     return replace(
         tally,
-        talk=Top.of(s.contribution.talk_seconds for s in counted if s.contribution is not None),
-        updated=Top.of(s.updated_ms for s in counted),
+        talk=Top.of(c.contribution.talk_seconds for c in values if c.contribution is not None),
+        updated=Top.of(c.updated_ms for c in values),
     )
 
 
 class Applied(enum.Enum):
     CHANGED = "changed"
-    REPEAT = "repeat"  # this version's share is already there
-    STALE = "stale"  # a higher version's share is already there
+    REPEAT = "repeat"  # this version is already counted
+    STALE = "stale"  # a higher version is already counted
 
 
 @dataclass(frozen=True)
-class Step:
-    """What one update does to a window: the share to write (if any), then the tally."""
+class WindowBatch:
+    """What one batch does to a window: the shares to write, then the tally (if `shares`)."""
 
-    applied: Applied
     tally: Tally
-    share: Share | None  # None: the share stays as it is
-    tally_changed: bool  # also True when a share saved before a crash was applied again
+    shares: dict[str, Share]  # call id -> share; empty: nothing to write
+    outcomes: tuple[Applied, ...]  # one per update, in order
+
+    @property
+    def repeated(self) -> bool:
+        """Some update was counted already: its record may have been lost, send it again."""
+        return Applied.REPEAT in self.outcomes
 
 
-def apply_update(
+def apply_batch(
     tally: Tally | None,
-    share: Share | None,
-    version: int,
-    updated_ms: int,
-    contribution: Contribution | None,
-) -> Step:
-    """One call version's update of one window, given the window's tally and the call's share."""
-    current = tally or Tally()
-    repaired = False
-    if share is not None and share.seq > current.seq:
-        # The share was saved and the tally was not: apply the share's change now.
-        current = replace(
-            current.moved(share.previous, share.previous_ms, share.contribution, share.updated_ms),
-            seq=share.seq,
-        )
-        repaired = True
-    if share is not None and version <= share.version:
-        applied = Applied.REPEAT if version == share.version else Applied.STALE
-        return Step(applied, current, None, repaired)
-    seq = current.seq + 1
-    new = Share(
-        version,
-        updated_ms,
-        contribution,
-        seq,
-        previous=None if share is None else share.contribution,
-        previous_ms=0 if share is None else share.updated_ms,
-    )
-    moved = current.moved(new.previous, new.previous_ms, contribution, updated_ms)
-    return Step(Applied.CHANGED, replace(moved, seq=seq), new, True)
+    shares: Mapping[str, Share],
+    updates: Iterable[tuple[str, Counted]],
+    mark: int,
+) -> WindowBatch:
+    """A batch of (call id, version) updates of one window, in the order they came.
+
+    `shares` holds the stored share of each call the updates name (absent: none);
+    `mark` is the offset of the batch's last update.
+    """
+    base = tally or Tally()
+    # A replay batch shorter than the lost one may end below a tally that did land: its
+    # updates are all counted there already, and a mark never goes back.
+    mark = max(mark, base.mark)
+    current = base
+    before: dict[str, Counted | None] = {}  # what the stored tally counts, per call touched
+    now: dict[str, Counted | None] = {}
+    outcomes = []
+    for call_id, new in updates:
+        if call_id not in now:
+            stored = shares.get(call_id)
+            now[call_id] = before[call_id] = None if stored is None else stored.counted(base.mark)
+        old = now[call_id]
+        if old is not None and new.version <= old.version:
+            outcomes.append(Applied.REPEAT if new.version == old.version else Applied.STALE)
+            continue
+        current = current.moved(old, new)
+        now[call_id] = new
+        outcomes.append(Applied.CHANGED)
+    written = {}
+    for call_id, counted in now.items():
+        stored = shares.get(call_id)
+        # A share not yet counted by its tally is written again even when nothing changed
+        # it, so that no share with a mark above the new tally's is left behind.
+        if counted is not None and (
+            stored is None or stored.current != counted or stored.mark > base.mark
+        ):
+            written[call_id] = Share(counted, before[call_id], mark)
+    if written:
+        current = replace(current, mark=mark)
+    return WindowBatch(current, written, tuple(outcomes))
 
 
 def share_key(window_key: str, call_id: str) -> str:
@@ -298,10 +343,12 @@ def from_entries(entries: Mapping[str, list[Any]]) -> tuple[Tally, dict[str, Sha
     """A window kept in the format before 0.x's tallies ({call id: [version, lastUpdatedAt,
     contribution or None]}) as a tally and its shares, so a worker upgrades in place."""
     shares = {
-        call_id: Share(int(version), int(updated_ms), _contribution(contribution), seq=0)
+        call_id: Share(
+            Counted(int(version), int(updated_ms), _contribution(contribution)), None, UNMARKED
+        )
         for call_id, (version, updated_ms, contribution) in entries.items()
     }
     tally = Tally()
     for share in shares.values():
-        tally = tally.moved(None, 0, share.contribution, share.updated_ms)
-    return refill(tally, shares.values()), shares
+        tally = tally.moved(None, share.current)
+    return refill(tally, (s.current for s in shares.values())), shares

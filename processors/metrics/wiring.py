@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from processors.codecs import register_avro
 from processors.context import ProcessorContext
 from processors.metrics.api import PATH, metrics_view
 from processors.metrics.processor import MetricsProcessor
+from processors.version_producer import producer_settings
 from schemas import AvroCodec, SchemaName
 from schemas.topics import topic_partitions
 
@@ -22,9 +23,8 @@ def install(context: ProcessorContext) -> None:
         # changelog to Faust, and the metrics missed versions without any error.
         # `worker all` runs each processor in its own process for that reason.
         raise RuntimeError(f"metrics cannot share a Faust app with dedupe ({topics.calls})")
-    metrics_codec = register_avro(
-        f"avro:{topics.user_call_metrics}",
-        AvroCodec(context.registry, SchemaName.USER_CALL_METRICS, topics.user_call_metrics),
+    metrics_codec = AvroCodec(
+        context.registry, SchemaName.USER_CALL_METRICS, topics.user_call_metrics
     )
     processor = MetricsProcessor(
         context.app,
@@ -34,12 +34,20 @@ def install(context: ProcessorContext) -> None:
         calls_partitions=topic_partitions(context.settings.kafka_config(), topics.calls),
         metrics_topic=topics.user_call_metrics,
         calls_codec=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
-        metrics_codec_name=metrics_codec,
+        metrics_codec=metrics_codec,
         deadletters=context.deadletters,
         progress=context.progress,
+        producer_settings=producer_settings(context.settings.kafka_config()),
     )
     context.progress.source_topics.update({topics.calls, processor.contributions.get_topic_name()})
     context.pages[PATH] = metrics_view(processor, settings.max_query_windows)
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust sends this after the batches in hand were processed and the producer flushed.
+        processor.calls_rows.forget()
+        processor.windows_rows.forget()
+
+    context.app.on_partitions_revoked.connect(on_revoked)
 
     async def expire() -> None:
         windows, calls = processor.expire()

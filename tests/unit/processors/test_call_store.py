@@ -58,7 +58,7 @@ def databases(tmp_path: Path) -> Any:
 
 
 def rocks(databases: PartitionDatabases) -> RocksCalls:
-    return RocksCalls(databases, BytesCodec())  # type: ignore[arg-type]  # a fake codec
+    return RocksCalls(databases, BytesCodec())
 
 
 def test_a_version_reaches_the_disk_only_after_kafka_acknowledged_it(

@@ -125,7 +125,7 @@ def test_a_window_keeps_the_highest_version_of_each_call() -> None:
     assert aggregator.apply(Update(key, "c-1", [1, 0, [1] * 7])) is Applied.STALE
     assert aggregator.apply(Update(key, "c-1", [2, 0, None])) is Applied.REPEAT
     assert aggregator.figures() == {}
-    assert aggregator.shares[key]["c-1"].version == 2
+    assert aggregator.shares[key]["c-1"].current.version == 2
 
 
 def test_statuses_and_talk_time() -> None:

@@ -16,13 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.metrics.aggregation import Aggregator, Update
-from processors.metrics.figures import metrics_record
+from processors.metrics.figures import Contribution, metrics_record
 from processors.metrics.tally import (
     TOP_VALUES,
+    UNMARKED,
+    Counted,
     Share,
     Tally,
     Top,
-    apply_update,
+    apply_batch,
     from_entries,
     parse_share_key,
     refill,
@@ -87,13 +89,15 @@ def test_a_share_key_starts_with_its_own_window_prefix_only(a: str, b: str, call
 
 
 class CrashingWindows:
-    """The windows agent over a changelog, with commits and crashes as Kafka and Faust make them.
+    """The windows agent over a changelog, with batches, commits and crashes as Kafka and Faust
+    make them.
 
-    Each update writes the call's share, then the window's tally. Offsets are
-    committed from time to time, after the writes before them landed. A crash
-    keeps the committed state plus any prefix of the later writes (one
-    partition, one producer: in order), and processing starts again from the
-    committed offset.
+    A batch is a run of updates (offsets) taken together; per window it writes
+    the calls' shares, then the window's tally, with the batch's last offset as
+    mark. Offsets are committed after some batches, once the writes before them
+    landed. A crash keeps the committed state plus any prefix of the later
+    writes (one partition, one producer: in order), and processing starts again
+    from the committed offset, in batches that need not be the same.
     """
 
     def __init__(self) -> None:
@@ -102,30 +106,39 @@ class CrashingWindows:
         self.pending: list[tuple[str, Any]] = []
 
     def write(self, key: str, value: Any) -> None:
+        value = json.loads(json.dumps(value))  # what the changelog gives back
         self.store[key] = value
         self.pending.append((key, value))
 
-    def handle(self, update: Update) -> None:
-        """What MetricsProcessor.handle_update does to its table, with values as JSON."""
-        stored_tally = self.store.get(update.window)
-        key = share_key(update.window, update.call_id)
-        stored_share = self.store.get(key)
-        step = apply_update(
-            None if stored_tally is None else Tally.from_json(stored_tally),
-            None if stored_share is None else Share.from_json(stored_share),
-            update.version,
-            update.updated_ms,
-            update.contribution,
-        )
-        if step.share is not None:
-            self.write(key, json.loads(json.dumps(step.share.to_json())))
-        result = step.tally
-        if result.exhausted:
-            prefix = share_prefix(update.window)
-            shares = [Share.from_json(v) for k, v in self.store.items() if k.startswith(prefix)]
-            result = refill(result, shares)
-        if step.tally_changed:
-            self.write(update.window, json.loads(json.dumps(result.to_json())))
+    def handle(self, updates: list[Update], mark: int) -> None:
+        """What MetricsProcessor.handle_updates does to its table for one batch."""
+        by_window: dict[str, list[Update]] = {}
+        for update in updates:
+            by_window.setdefault(update.window, []).append(update)
+        for window, batch in by_window.items():
+            stored_tally = self.store.get(window)
+            shares = {
+                u.call_id: Share.from_json(value)
+                for u in batch
+                if (value := self.store.get(share_key(window, u.call_id))) is not None
+            }
+            result = apply_batch(
+                None if stored_tally is None else Tally.from_json(stored_tally),
+                shares,
+                [(u.call_id, u.counted) for u in batch],
+                mark,
+            )
+            for call_id, share in result.shares.items():
+                self.write(share_key(window, call_id), share.to_json())
+            tally = result.tally
+            if tally.exhausted:
+                prefix = share_prefix(window)
+                every = {
+                    k: Share.from_json(v) for k, v in self.store.items() if k.startswith(prefix)
+                }
+                tally = refill(tally, (s.counted(tally.mark) for s in every.values()))
+            if result.shares:
+                self.write(window, tally.to_json())
 
     def commit(self) -> None:
         self.committed = dict(self.store)
@@ -153,7 +166,7 @@ class CrashingWindows:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), seed=st.integers(0, 2**32))
-def test_any_order_repeats_and_crashes_between_writes_give_the_recomputation(
+def test_any_order_repeats_batches_and_crashes_between_writes_give_the_recomputation(
     data: st.DataObject, seed: int
 ) -> None:
     versions = data.draw(histories())
@@ -164,38 +177,79 @@ def test_any_order_repeats_and_crashes_between_writes_give_the_recomputation(
     windows = CrashingWindows()
     committed_at = position = crashes = 0
     while position < len(updates):
-        windows.handle(updates[position])
-        position += 1
+        size = rng.randint(1, 6)
+        batch = updates[position : position + size]
+        position += len(batch)
+        windows.handle(batch, mark=position - 1)
         roll = rng.random()
         if roll < 0.3:
             windows.commit()
             committed_at = position
-        elif roll < 0.5 and crashes < 8:
+        elif roll < 0.6 and crashes < 8:
             crashes += 1
             windows.crash(rng.randint(0, len(windows.pending)))
             position = committed_at
     assert windows.records() == recompute(versions)
 
 
-def test_a_share_saved_without_its_tally_is_applied_once_on_replay() -> None:
+def test_a_share_saved_without_its_tally_is_applied_once_by_a_shorter_replay() -> None:
     key = "ada@example.com/day/2026-03-02T00:00:00+00:00"
     windows = CrashingWindows()
-    windows.handle(Update(key, "c-1", [1, 100, [1, 0, 1, 0, 0, 0, 60]]))
+    windows.handle([Update(key, "c-1", [1, 100, [1, 0, 1, 0, 0, 0, 60]])], mark=0)
     windows.commit()
-    windows.handle(Update(key, "c-1", [2, 200, [1, 0, 1, 0, 0, 0, 90]]))
-    windows.crash(kept=1)  # the share of version 2 landed, its tally did not
-    share = Share.from_json(windows.store[share_key(key, "c-1")])
-    assert (share.version, share.seq, Tally.from_json(windows.store[key]).seq) == (2, 2, 1)
-    for _ in range(2):  # the replay, and a repeat of it
-        windows.handle(Update(key, "c-1", [2, 200, [1, 0, 1, 0, 0, 0, 90]]))
+    second = [
+        Update(key, "c-1", [2, 200, [1, 0, 1, 0, 0, 0, 90]]),
+        Update(key, "c-2", [1, 150, [1, 0, 1, 0, 0, 0, 30]]),
+    ]
+    windows.handle(second, mark=2)
+    windows.crash(kept=2)  # both shares landed, the tally did not
+    share = Share.from_json(windows.store[share_key(key, "c-2")])
+    assert (share.current.version, share.mark, Tally.from_json(windows.store[key]).mark) == (
+        1,
+        2,
+        0,
+    )
+    # The replay takes the first update alone: c-2's share must still read as uncounted.
+    windows.handle(second[:1], mark=1)
+    windows.handle(second[:1], mark=1)  # a repeat of it changes nothing
+    windows.handle(second[1:], mark=2)
     tally = Tally.from_json(windows.store[key])
     figures = tally.figures()
     assert (figures.calls_total, figures.talk_seconds_total, figures.talk_seconds_max) == (
-        1,
-        90,
+        2,
+        120,
         90,
     )
-    assert tally.seq == 2
+    assert tally.mark == 2
+
+
+def test_a_batch_moves_each_call_once_and_keeps_what_the_tally_counted_before() -> None:
+    result = apply_batch(
+        None,
+        {},
+        [
+            ("c-1", Counted(1, 100, Contribution(1, 0, 1, 0, 0, 0, 60))),
+            ("c-1", Counted(2, 200, None)),
+            ("c-1", Counted(1, 100, Contribution(1, 0, 1, 0, 0, 0, 60))),
+            ("c-2", Counted(1, 300, Contribution(0, 1, 0, 1, 0, 0, 0))),
+            ("c-2", Counted(1, 300, Contribution(0, 1, 0, 1, 0, 0, 0))),
+        ],
+        mark=7,
+    )
+    assert [a.value for a in result.outcomes] == [
+        "changed",
+        "changed",
+        "stale",
+        "changed",
+        "repeat",
+    ]
+    assert result.shares == {
+        "c-1": Share(Counted(2, 200, None), None, 7),
+        "c-2": Share(Counted(1, 300, Contribution(0, 1, 0, 1, 0, 0, 0)), None, 7),
+    }
+    assert result.tally.mark == 7 and result.repeated
+    figures = result.tally.figures()
+    assert (figures.calls_total, figures.missed, figures.last_updated_ms) == (1, 1, 300)
 
 
 def test_retractions_that_empty_the_top_refill_it_from_the_shares() -> None:
@@ -231,7 +285,8 @@ def test_a_window_kept_as_entries_becomes_a_tally_and_shares() -> None:
         60,
     )
     assert figures.last_updated_ms == 200
-    assert shares["b"] == Share(3, 300, None, 0) and tally.seq == 0
+    assert shares["b"] == Share(Counted(3, 300, None), None, UNMARKED)
+    assert tally.mark == UNMARKED
 
 
 def serialized(value: Any, partition: int = 5) -> bytes:
@@ -282,7 +337,7 @@ def test_one_user_with_100000_calls_in_one_day_keeps_a_small_window_record() -> 
         serialized(
             {
                 "calls": {
-                    c: [s.version, s.updated_ms, s.contribution]
+                    c: [s.current.version, s.current.updated_ms, s.current.contribution]
                     for c, s in aggregator.shares[day].items()
                 }
             }

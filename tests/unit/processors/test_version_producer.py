@@ -7,6 +7,7 @@ import asyncio
 
 from confluent_kafka import KafkaError
 
+from processors.call_store import DeliveryFailedError
 from processors.version_producer import BatchDelivery, VersionProducer, producer_settings
 
 
@@ -59,3 +60,24 @@ def test_the_versions_producer_is_idempotent_with_acks_from_every_replica() -> N
     settings = producer_settings({"bootstrap.servers": "b:9092", "security.protocol": "SSL"})
     assert settings["enable.idempotence"] is True and settings["acks"] == "all"
     assert settings["security.protocol"] == "SSL"
+
+
+def test_a_record_kafka_never_took_makes_every_later_flush_raise() -> None:
+    """No broker answers: librdkafka gives up on the record after message.timeout.ms, and the
+    flush that Faust runs before a commit refuses, so no offset passes the lost record."""
+    settings = producer_settings({"bootstrap.servers": "127.0.0.1:9"}) | {"message.timeout.ms": 300}
+    versions = VersionProducer(settings)
+
+    async def run() -> list[str]:
+        delivery = await versions.send("onoff.calls", [(b"c-1", b"v", 0)])
+        raised = []
+        for _ in range(2):
+            try:
+                await versions.flush()
+            except DeliveryFailedError as exc:
+                raised.append(str(exc))
+        assert delivery.done() and delivery.exception() is not None
+        return raised
+
+    raised = asyncio.run(run())
+    assert len(raised) == 2 and all("not delivered" in r for r in raised)
