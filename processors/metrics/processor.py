@@ -80,8 +80,8 @@ from processors.call_store import CallStore, MemoryCalls, RocksCalls
 from processors.codecs import UTF8
 from processors.deadletter import DeadLetters
 from processors.expiry import expire_entries
-from processors.metrics.aggregation import CallState, Decision, Update, plan
-from processors.metrics.figures import Figures, metrics_record
+from processors.metrics.aggregation import CallState, Decision, plan
+from processors.metrics.figures import Contribution, Figures, metrics_record
 from processors.metrics.settings import MetricsSettings
 from processors.metrics.tally import (
     Counted,
@@ -273,7 +273,7 @@ class MetricsProcessor:
             )
             return "late"
         for update in updates:
-            user = Window.parse(update.window).user
+            user = update.window.rsplit("/", 2)[0]  # as Window.parse reads it
             by_user.setdefault(user, []).append([update.window, update.call_id, update.entry])
         if new_state is not None and (decision is Decision.NEW_VERSION or new_state != state):
             # The partition is kept so the expiry timer can write the tombstone there.
@@ -288,15 +288,20 @@ class MetricsProcessor:
         at most one metrics record."""
         marks: dict[int, int] = {}  # partition -> the batch's last offset there
         groups: dict[tuple[int, str], list[tuple[str, Counted]]] = {}
+        windows: dict[str, Window] = {}
         outcomes: Counter[str] = Counter()
         for message in messages:
             partition = message.partition
             marks[partition] = max(marks.get(partition, -1), message.offset)
             try:
-                for update, clock_ms in _updates(message.value):
-                    self.windows_clock_ms = max(self.windows_clock_ms, clock_ms)
-                    window = Window.parse(update.window)
-                    if window.end < from_millis(clock_ms) - self.retention:
+                updates, clock_ms = _updates(message.value)
+                self.windows_clock_ms = max(self.windows_clock_ms, clock_ms)
+                horizon = from_millis(clock_ms) - self.retention
+                for window_key, call_id, counted in updates:
+                    window = windows.get(window_key)
+                    if window is None:
+                        window = windows[window_key] = Window.parse(window_key)
+                    if window.end < horizon:
                         log.warning(
                             "update of window %s is past the metrics retention; not applied",
                             window.redacted,
@@ -304,24 +309,25 @@ class MetricsProcessor:
                         )
                         outcomes["late"] += 1
                         continue
-                    groups.setdefault((partition, update.window), []).append(
-                        (update.call_id, update.counted)
-                    )
+                    group = groups.get((partition, window_key))
+                    if group is None:
+                        group = groups[partition, window_key] = []
+                    group.append((call_id, counted))
             except Exception as exc:  # not a message of ours: seen, not lost silently
                 await self._reject(message, f"metrics could not read an update: {exc!r}")
                 outcomes[DEADLETTERED] += 1
         rows = self.windows_rows
         writes: Records = []
         records: Records = []
-        for (partition, window_key), updates in groups.items():
-            window = Window.parse(window_key)
+        for (partition, window_key), group in groups.items():
+            window = windows[window_key]
             stored = self._tally(window_key, partition, writes)
             shares = {}
-            for call_id in {call_id for call_id, _ in updates}:
+            for call_id in {call_id for call_id, _ in group}:
                 value = rows.get(share_key(window_key, call_id), partition)
                 if value is not None:
                     shares[call_id] = Share.from_json(value)
-            result = apply_batch(stored, shares, updates, marks[partition])
+            result = apply_batch(stored, shares, group, marks[partition])
             outcomes.update(f"window_{applied.value}" for applied in result.outcomes)
             tally = result.tally
             if tally.exhausted:
@@ -334,10 +340,10 @@ class MetricsProcessor:
                 self._put(rows, window_key, tally.to_json(), partition, writes)
                 after = tally.figures()
                 if _differ(before, after):
-                    records.append(self._record(window, after))
+                    records.append(self._record(window, window_key, after))
                     continue
             if result.repeated and stored is not None:
-                records.append(self._record(window, before))
+                records.append(self._record(window, window_key, before))
         await self._send_rows(self.windows, rows, writes)
         await self._send(self.output.get_topic_name(), records)
         last = {(m.topic, m.partition): m.offset for m in messages}
@@ -353,9 +359,9 @@ class MetricsProcessor:
         rows.put(key, stored, partition, encoded)
         writes.append((key.encode(), encoded, partition))
 
-    def _record(self, window: Window, figures: Figures) -> tuple[bytes, bytes, int]:
+    def _record(self, window: Window, key: str, figures: Figures) -> tuple[bytes, bytes, int]:
         value = self._metrics_codec.encode(metrics_record(window, figures))
-        return window.key.encode(), value, -1
+        return key.encode(), value, -1
 
     async def _send(self, topic: str, records: Records) -> None:
         if records:
@@ -484,17 +490,24 @@ def _rows(table: Table[str, dict[str, Any]]) -> CallStore:
     return MemoryCalls(data) if hasattr(data, "_key_partition") else RocksCalls(data, JsonValues())
 
 
-def _updates(data: bytes | None) -> list[tuple[Update, int]]:
-    """The updates of a contributions message, with its event time (millis).
+def _updates(data: bytes | None) -> tuple[list[tuple[str, str, Counted]], int]:
+    """The (window key, call id, counted) updates of a contributions message, and its event
+    time (millis).
 
     One message per user and batch ({"t", "u": [[window, call id, entry], ...]}); a
     message of one update ({"w", "id", "e", "t"}) is what workers before batches sent.
     """
     value = orjson.loads(data or b"")
-    clock_ms = int(value["t"])
-    if "u" in value:
-        return [(Update(w, call_id, list(entry)), clock_ms) for w, call_id, entry in value["u"]]
-    return [(Update.from_json(value["w"], value), clock_ms)]
+    entries = value["u"] if "u" in value else [[value["w"], value["id"], value["e"]]]
+    updates = [
+        (
+            window,
+            call_id,
+            Counted(int(version), int(ms), None if c is None else Contribution(*c)),
+        )
+        for window, call_id, (version, ms, c) in entries
+    ]
+    return updates, int(value["t"])
 
 
 def _differ(before: Figures, after: Figures) -> bool:

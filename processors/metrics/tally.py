@@ -41,6 +41,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from processors.metrics.figures import Contribution, Figures
@@ -92,12 +93,13 @@ class Top:
         return _top(Counter(values), None)
 
     def to_json(self) -> list[Any]:
-        return [[list(pair) for pair in self.values], self.floor]
+        # Tuples: orjson writes them as JSON arrays, and the memory store keeps them as they are.
+        return [self.values, self.floor]
 
     @classmethod
     def from_json(cls, value: list[Any]) -> Top:
         pairs, floor = value
-        return cls(tuple((int(v), int(c)) for v, c in pairs), floor)
+        return cls(tuple(map(tuple, pairs)), floor)
 
 
 def _top(counts: Mapping[int, int], floor: int | None) -> Top:
@@ -316,8 +318,12 @@ def apply_batch(
 
 
 def share_key(window_key: str, call_id: str) -> str:
-    """The windows-table key of a call's share of a window: a JSON pair, never a window key."""
-    return json.dumps([window_key, call_id], separators=(",", ":"))
+    """The windows-table key of a call's share of a window: a JSON pair, never a window key.
+
+    Exactly `json.dumps([window_key, call_id], separators=(",", ":"))`, through the
+    standard library's C string encoder without the generic dumps around it.
+    """
+    return f"[{_json_string(window_key)},{_json_string(call_id)}]"
 
 
 def share_prefix(window_key: str) -> str:

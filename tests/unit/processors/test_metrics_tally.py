@@ -361,3 +361,8 @@ def test_one_user_with_100000_calls_in_one_day_keeps_a_small_window_record() -> 
     schema = fastavro.parse_schema(json.loads(load_schema(SchemaName.USER_CALL_METRICS)))
     for record in got.values():
         fastavro.schemaless_writer(io.BytesIO(), schema, record)
+
+
+@given(st.text(), st.text())
+def test_a_share_key_is_the_json_pair_it_always_was(window: str, call_id: str) -> None:
+    assert share_key(window, call_id) == json.dumps([window, call_id], separators=(",", ":"))
