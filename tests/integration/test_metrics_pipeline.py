@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -146,11 +147,14 @@ def wait_for(
         time.sleep(2)
 
 
+# Both stores: the tables are read and written in bulk beside Faust, differently for each.
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_a_day_of_versions_with_a_crash_in_the_middle_matches_the_recomputation(
     endpoints: StackEndpoints,
     registry: SchemaRegistryClient,
     topic_names: TopicNames,
     workers: WorkerFactory,
+    store: str,
 ) -> None:
     calls = AvroCodec(registry, SchemaName.CALL, topic_names.calls)
     metrics = AvroCodec(registry, SchemaName.USER_CALL_METRICS, topic_names.user_call_metrics)
@@ -158,14 +162,15 @@ def test_a_day_of_versions_with_a_crash_in_the_middle_matches_the_recomputation(
     half = len(deliveries) // 2
     assert len({d["id"] for d in deliveries}) == 300 and len(deliveries) > 600
 
+    env = WORKER_ENV | {"ONOFF_BRIDGE_STORE": store}
     produce(endpoints, calls, deliveries[:half])
-    first = workers.start("metrics", wait=True, **WORKER_ENV)
+    first = workers.start("metrics", wait=True, **env)
     deadline = time.monotonic() + 30
     while not latest_metrics(endpoints, metrics)[0] and time.monotonic() < deadline:
         time.sleep(0.2)
     first.stop(signal.SIGKILL)  # somewhere in the middle of the first half
     produce(endpoints, calls, deliveries[half:])
-    second = workers.start("metrics", wait=True, **WORKER_ENV)
+    second = workers.start("metrics", wait=True, **env)
 
     expected = recompute(deliveries)
     latest = wait_for(endpoints, metrics, expected, second, timeout_s=180)
