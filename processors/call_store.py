@@ -5,6 +5,8 @@ every read and write to the event being processed (`current_event()`), costs
 a changelog message per write, and encodes each call a second time for RocksDB.
 The changelog of the table *is* `onoff.calls`, which dedupe sends itself, so
 the store only needs the value; these adapters put it where Faust would have.
+The metrics' two tables use the same adapters, with JSON values, and send
+their changelog records themselves too.
 
 - `MemoryCalls`: the dict Faust's memory store keeps, plus its key -> partition
   index (Faust drops the calls of revoked partitions with it).

@@ -36,7 +36,8 @@ Entry = list[Any]
 
 @dataclass(frozen=True)
 class Update:
-    """One call's entry for one window: a message of the contributions topic."""
+    """One call's entry for one window; a batch's updates of one user travel in one
+    contributions message, as [window, call id, entry] triples."""
 
     window: str  # Window.key
     call_id: str
@@ -58,13 +59,6 @@ class Update:
     def counted(self) -> Counted:
         """What the window counts for the call once this update is applied."""
         return Counted(self.version, self.updated_ms, self.contribution)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.call_id, "e": self.entry}
-
-    @classmethod
-    def from_json(cls, window: str, value: Mapping[str, Any]) -> Update:
-        return cls(window, value["id"], list(value["e"]))
 
 
 @dataclass(frozen=True)
