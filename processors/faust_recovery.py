@@ -299,6 +299,8 @@ async def _slurp_changelogs(self: Any) -> None:
                 if self.should_stop:
                     return
                 await _maybe_signal_recovery_end(timeout=True, timeout_count=timeout_count)
+                if timeout_count % RESEEK_AFTER_TIMEOUTS == 0:
+                    await reseek_stalled(self)
                 continue
             now = monotonic()
             timeout_count = 0
@@ -364,6 +366,39 @@ async def _slurp_changelogs(self: Any) -> None:
             collector.resume()
             log.warning("Error in recovery %s", ex)
     collector.resume()
+
+
+# Empty waits of 5 s on the changelog queue, while still behind, before seeking again.
+RESEEK_AFTER_TIMEOUTS = 3
+
+
+async def reseek_stalled(recovery: Any) -> set[TP]:
+    """Seeks again the changelog partitions still behind their end when nothing arrives.
+
+    Seen once on the secured 3-broker cluster (tests/faults/test_secure_broker_kill.py):
+    the metrics group lost its coordinator with the killed broker, rejoined during the
+    outage, and its recovery then waited for minutes on the two changelog partitions
+    that broker had led, their records never fetched again although the broker was back
+    ("No event received for active tp ... since recovery start"). Recovery ends only
+    when every active partition reaches its end, so a partition whose fetch was lost
+    would hold the worker for good. Seeking it again to the offset Recovery has reached
+    restarts its fetch; the records it applies are the same, and a seek that was not
+    needed costs one fetch.
+    """
+    if not recovery.in_recovery:
+        return set()
+    behind = {tp for tp, left in recovery.active_remaining().items() if left > 0}
+    if behind:
+        log.warning(
+            "table recovery: nothing arrived for %d s while %d changelog partition(s) "
+            "are behind their end; seeking them again",
+            RESEEK_AFTER_TIMEOUTS * 5,
+            len(behind),
+        )
+        await recovery._seek_offsets(
+            recovery.app.consumer, behind, recovery.active_offsets, "active"
+        )
+    return behind
 
 
 class _PausedCollector:

@@ -5,14 +5,16 @@ The fix against real Faust and a real broker: tests/integration/test_faust_fixes
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.faust_recovery import RestoredEvent, _last_per_key
+from processors.faust_recovery import RestoredEvent, _last_per_key, reseek_stalled
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,37 @@ def test_a_tombstone_decodes_to_none_where_the_topic_allows_empty_values() -> No
     schema = CountingSchema()
     schema.allow_empty = True
     assert RestoredEvent(None, schema, Record(1, b"k", None)).value is None
+
+
+class StalledRecovery:
+    """What reseek_stalled reads of faust's Recovery, and the seek it asks for."""
+
+    def __init__(self, offsets: dict[Any, int], highwaters: dict[Any, int]) -> None:
+        self.in_recovery = True
+        self.active_offsets = offsets
+        self.highwaters = highwaters
+        self.app = type("App", (), {"consumer": object()})()
+        self.seeks: list[set[Any]] = []
+
+    def active_remaining(self) -> dict[Any, int]:
+        return {tp: hw - self.active_offsets[tp] for tp, hw in self.highwaters.items()}
+
+    async def _seek_offsets(
+        self, consumer: Any, tps: set[Any], offsets: dict[Any, int], title: str
+    ) -> None:
+        assert consumer is self.app.consumer and offsets is self.active_offsets
+        self.seeks.append(set(tps))
+
+
+def test_a_recovery_that_stalls_behind_its_end_seeks_those_partitions_again() -> None:
+    p0, p1, p2 = (TP("metrics-windows-changelog", n) for n in range(3))
+    recovery = StalledRecovery({p0: 9, p1: 4, p2: 7}, {p0: 9, p1: 12, p2: 7})
+    assert asyncio.run(reseek_stalled(recovery)) == {p1}
+    assert recovery.seeks == [{p1}]  # only the partition behind; the others are done
+
+    recovery.active_offsets[p1] = 12
+    assert asyncio.run(reseek_stalled(recovery)) == set()
+    recovery.in_recovery = False
+    recovery.active_offsets[p1] = 0
+    assert asyncio.run(reseek_stalled(recovery)) == set()  # not recovering: left alone
+    assert recovery.seeks == [{p1}]
