@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from bench.common import peak_rss_mb
 from processors import faust_fixes
 
 
@@ -53,7 +54,7 @@ def main() -> None:
                     "processed": expected,
                     "seconds": round(seconds, 3),
                     "cpu_seconds": round(progress["cpu_last"] - progress["cpu_first"], 3),
-                    "peak_rss_mb": round(peak_rss_mb(), 1),
+                    "peak_rss_mb": round(peak_rss_mb(os.getpid()), 1),
                 }
                 # Once, after the last event was timed: the blocking write costs the figure nothing.
                 Path(env["BENCH_PEER_RESULT"]).write_text(json.dumps(report))  # noqa: ASYNC240
@@ -61,14 +62,6 @@ def main() -> None:
     worker = faust.Worker(app, loglevel="warning", quiet=True)
     worker.spinner = None  # as processors/worker.py does
     worker.execute_from_commandline()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM: since its exec, unlike getrusage's ru_maxrss)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,17 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import bench_topics, free_port, machine, save, say, stack, worker_env
+from bench.common import (
+    bench_topics,
+    free_port,
+    machine,
+    peak_rss_mb,
+    save,
+    say,
+    stack,
+    stop,
+    worker_env,
+)
 from bench.dedupe import ceiling, deliveries, load, processed
 from ingress.publisher import producer_config
 from onoff_bridge.localstack import StackEndpoints
@@ -237,7 +247,7 @@ def dedupe_worker(endpoints: StackEndpoints, topics: TopicNames, store: str, tot
     env = worker_env(endpoints, own, port, "dedupe", ONOFF_BRIDGE_STORE=store)
     with worker(env, "dedupe") as process:
         rate, per_cpu_s = watch(port, "dedupe", total, process.pid)
-        return Run(rate, peak_rss_mb(process), per_cpu_s, own.calls)
+        return Run(rate, round(peak_rss_mb(process.pid), 1), per_cpu_s, own.calls)
 
 
 def quix_peer(endpoints: StackEndpoints, topics: TopicNames) -> Run:
@@ -278,7 +288,7 @@ def metrics_worker(
                     done_at = updates_at
                     break
         assert first is not None and done_at is not None, f"counted {counted} of {versions}"
-        return Run(round(versions / (done_at - first), 1), peak_rss_mb(process))
+        return Run(round(versions / (done_at - first), 1), round(peak_rss_mb(process.pid), 1))
 
 
 @contextlib.contextmanager
@@ -287,12 +297,7 @@ def worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 60)
 
 
 def watch(port: int, processor: str, total: int, pid: int) -> tuple[float, float]:
@@ -351,13 +356,7 @@ def peer(
         while not result.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_S)
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 60)
     if not result.exists():
         raise SystemExit(f"error: {command} ended ({process.returncode}) without a result")
     report = json.loads(result.read_text())
@@ -367,13 +366,6 @@ def peer(
         report["peak_rss_mb"],
         round(done / report["cpu_seconds"], 1),
     )
-
-
-def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def check_output(

@@ -228,7 +228,7 @@ class MetricsProcessor:
         ]
         await self._send(self.contributions.get_topic_name(), contributions)
         await self._send_rows(self.calls, rows, states)
-        self._progress_of(messages, outcomes)
+        self._progress_of(messages, Counter(outcomes))
         return outcomes
 
     async def _plan(
@@ -346,8 +346,7 @@ class MetricsProcessor:
                 records.append(self._record(window, window_key, before))
         await self._send_rows(self.windows, rows, writes)
         await self._send(self.output.get_topic_name(), records)
-        last = {(m.topic, m.partition): m.offset for m in messages}
-        self._progress.processed_batch(NAME, outcomes, last)
+        self._progress_of(messages, outcomes)
         return outcomes
 
     @staticmethod
@@ -456,9 +455,9 @@ class MetricsProcessor:
             return 0
         return expire_entries(self.app, table, expired)
 
-    def _progress_of(self, messages: Sequence[Message], outcomes: list[str]) -> None:
+    def _progress_of(self, messages: Sequence[Message], outcomes: Mapping[str, int]) -> None:
         last = {(m.topic, m.partition): m.offset for m in messages}
-        self._progress.processed_batch(NAME, Counter(outcomes), last)
+        self._progress.processed_batch(NAME, outcomes, last)
 
     async def _reject(self, message: Any, reason: str) -> None:
         await self._deadletters.reject(NAME, message, reason)
