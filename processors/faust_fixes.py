@@ -1,5 +1,5 @@
-"""Four fixes to faust-streaming: three that at-least-once processing here depends on,
-and one that makes table recovery fast.
+"""Five changes to faust-streaming: three fixes that at-least-once processing here
+depends on, and two speed-ups (table recovery, and handing records to the streams).
 
 1. The producer buffer's flush. Table writes reach Kafka through Faust's
 ProducerBuffer: a queue that a background task drains into the producer.
@@ -43,7 +43,12 @@ at a few thousand records/s (issue 16). The fix hands each fetch of a partition 
 restored to Recovery as one batch and writes the last value of each key with one
 store write (processors/faust_recovery.py).
 
-Fixes 2, 3 and 4 replace methods with copies of faust-streaming 0.15.3's, changed
+5. Eager delivery. Faust's fetcher races every record's hand-over against the flow's
+suspension with `wait_first` (four tasks and an `asyncio.wait` per record). The
+speed-up runs the hand-over inline and races it only if it blocks
+(processors/faust_delivery.py).
+
+Changes 2 to 5 replace methods with copies of faust-streaming 0.15.3's, changed
 only where said: a worker refuses to start on any other version (`check_version`).
 Applied once, before any app starts. Each fix has a name (FIXES); the names in
 ONOFF_BRIDGE_FAUST_FIXES_OFF (a JSON list) are left out, so a test can show
@@ -66,7 +71,7 @@ from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from processors import faust_recovery
+from processors import faust_delivery, faust_recovery
 
 # The faust-streaming release the replaced methods were copied from.
 FAUST_VERSION = "0.15.3"
@@ -75,7 +80,8 @@ PRODUCER_FLUSH = "producer-flush"
 PAUSED_RECORDS = "paused-records"
 SEEK_BEFORE_RESUME = "seek-before-resume"
 BULK_RECOVERY = "bulk-recovery"
-FIXES = (PRODUCER_FLUSH, PAUSED_RECORDS, SEEK_BEFORE_RESUME, BULK_RECOVERY)
+EAGER_DELIVERY = "eager-delivery"
+FIXES = (PRODUCER_FLUSH, PAUSED_RECORDS, SEEK_BEFORE_RESUME, BULK_RECOVERY, EAGER_DELIVERY)
 
 _APPLIED = False
 
@@ -120,6 +126,8 @@ def apply() -> None:
         Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     if BULK_RECOVERY not in off:
         faust_recovery.install(Consumer, Recovery)
+    if EAGER_DELIVERY not in off:
+        faust_delivery.install(Consumer)
 
 
 def _fix_producer_buffer_flush() -> None:
