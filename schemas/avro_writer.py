@@ -26,17 +26,17 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.avro_codegen import PRIMITIVES as _PRIMITIVES
+from schemas.avro_codegen import CodeGenerator, UnsupportedSchemaError
+
+__all__ = ["UnsupportedSchemaError", "Writer", "compile_writer"]
+
 Writer = Callable[[Mapping[str, Any]], bytes]
 
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string", "bytes"})
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING = object()
-
-
-class UnsupportedSchemaError(Exception):
-    """The schema uses something `compile_writer` does not generate code for."""
 
 
 def _long(n: int) -> bytes:
@@ -152,24 +152,10 @@ def compile_writer(schema: Any) -> Writer:
     return write
 
 
-class _Generator:
+class _Generator(CodeGenerator):
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.indent = 0
-        self.counter = 0
-        self.named: dict[str, Any] = {}
+        super().__init__()
         self.constants: dict[str, Any] = {}
-        self.expanding: set[str] = set()
-
-    def source(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-    def line(self, text: str) -> None:
-        self.lines.append("    " * self.indent + text)
-
-    def variable(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
 
     def constant(self, value: Any) -> str:
         name = self.variable("_default")
@@ -251,10 +237,7 @@ class _Generator:
         self.line(f"else: out += _long({count})")
 
     def union(self, branches: list[Any], var: str, namespace: str | None) -> None:
-        nulls = [i for i, b in enumerate(branches) if b == "null" or b == {"type": "null"}]
-        if len(branches) != 2 or len(nulls) != 1:
-            raise UnsupportedSchemaError("a union other than null and one type")
-        null_index = nulls[0]
+        null_index = self.null_branch(branches)
         other = branches[1 - null_index]
         self.line(f"if {var} is None:")
         self.line(f"    out.append({null_index << 1})")
@@ -323,23 +306,6 @@ class _Generator:
         self.value(schema["values"], value, namespace, strict)
         self.indent -= 2
         self.line("out.append(0)")
-
-    # -- names -------------------------------------------------------------------------
-
-    def define(self, schema: dict[str, Any], namespace: str | None) -> str:
-        name = schema.get("name")
-        if not isinstance(name, str):
-            raise UnsupportedSchemaError("a record without a name")
-        space = schema.get("namespace", namespace)
-        full = name if "." in name or not space else f"{space}.{name}"
-        self.named.setdefault(full, schema)
-        return full
-
-    def resolve(self, name: str, namespace: str | None) -> Any:
-        for candidate in (f"{namespace}.{name}" if namespace else name, name):
-            if candidate in self.named:
-                return self.named[candidate]
-        raise UnsupportedSchemaError(f"unknown named type {name!r}")
 
 
 def _may_be_null(schema: Any) -> bool:
