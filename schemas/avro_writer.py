@@ -187,7 +187,7 @@ class _Generator(CodeGenerator):
         logical = schema.get("logicalType")
         if kind == "long" and logical == "timestamp-millis":
             convert = "_integer" if strict else "_lenient_integer"
-            self.line(f"out += _long(_millis({var}, {convert}))")
+            self.integer("long", f"_millis({var}, {convert})")
         elif logical is not None:
             raise UnsupportedSchemaError(f"logical type {logical!r}")
         elif kind in _PRIMITIVES:
@@ -216,7 +216,7 @@ class _Generator(CodeGenerator):
                 self.line(f"out.append(1 if {var} else 0)")
         elif kind in ("int", "long"):
             convert = "_integer" if strict else "_lenient_integer"
-            self.line(f"out += _{kind}({convert}({var}))")
+            self.integer(kind, f"{var} if type({var}) is int else {convert}({var})")
         elif kind in ("float", "double"):
             # fastavro: any real number in a union, and what float() takes elsewhere.
             self.line(f"out += _{kind}(float({'_real(' + var + ')' if strict else var}))")
@@ -228,6 +228,14 @@ class _Generator(CodeGenerator):
             )
             self.length(f"len({data})")
             self.line(f"out += {data}")
+
+    def integer(self, kind: str, expression: str) -> None:
+        """An `int` or `long` already converted; within [-64, 64) its zig-zag varint is
+        one byte, appended inline (counts, flags and small sums nearly always are)."""
+        number = self.variable("i")
+        self.line(f"{number} = {expression}")
+        self.line(f"if -64 <= {number} < 64: out.append(({number} << 1) ^ ({number} >> 63))")
+        self.line(f"else: out += _{kind}({number})")
 
     def length(self, expression: str) -> None:
         """A non-negative count; below 64 its zig-zag varint is the one byte 2n."""

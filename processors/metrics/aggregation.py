@@ -108,9 +108,11 @@ def plan(
         Decision.REPEAT if state is not None and version == state.version else Decision.NEW_VERSION
     )
     current = {w.key for w in windows if horizon is None or w.end >= horizon}
-    touched = current.union(state.touched if state is not None else ())
-    if horizon is not None:
-        touched = {key for key in touched if Window.parse(key).end >= horizon}
+    touched = set(current)
+    for key in state.touched if state is not None else ():
+        # This version's windows are placed already; only the others are parsed.
+        if key not in touched and (horizon is None or Window.parse(key).end >= horizon):
+            touched.add(key)
     updates = [
         Update(key, call["id"], [version, updated_ms, contribution if key in current else None])
         for key in sorted(touched)

@@ -84,6 +84,7 @@ from processors.metrics.aggregation import CallState, Decision, plan
 from processors.metrics.figures import Contribution, Figures, metrics_record
 from processors.metrics.settings import MetricsSettings
 from processors.metrics.tally import (
+    Applied,
     Counted,
     Share,
     Tally,
@@ -319,6 +320,7 @@ class MetricsProcessor:
         rows = self.windows_rows
         writes: Records = []
         records: Records = []
+        applied: Counter[Applied] = Counter()
         for (partition, window_key), group in groups.items():
             window = windows[window_key]
             stored = self._tally(window_key, partition, writes)
@@ -328,7 +330,7 @@ class MetricsProcessor:
                 if value is not None:
                     shares[call_id] = Share.from_json(value)
             result = apply_batch(stored, shares, group, marks[partition])
-            outcomes.update(f"window_{applied.value}" for applied in result.outcomes)
+            applied.update(result.outcomes)
             tally = result.tally
             if tally.exhausted:
                 tally = refill(tally, self._counted(window_key, tally.mark, result.shares))
@@ -344,6 +346,8 @@ class MetricsProcessor:
                     continue
             if result.repeated and stored is not None:
                 records.append(self._record(window, window_key, before))
+        for kind, count in applied.items():
+            outcomes[f"window_{kind.value}"] += count
         await self._send_rows(self.windows, rows, writes)
         await self._send(self.output.get_topic_name(), records)
         self._progress_of(messages, outcomes)

@@ -71,22 +71,36 @@ class Top:
         return self.values[0][0] if self.values else 0
 
     def add(self, value: int) -> Top:
-        if self.floor is not None and value < self.floor:
+        floor = self.floor
+        if floor is not None and value < floor:
             return self
-        counts = dict(self.values)
-        counts[value] = counts.get(value, 0) + 1
-        return _top(counts, self.floor)
+        # One pass over at most TOP_VALUES pairs, largest first: what sorting the
+        # counts again would give, without building and sorting a dict each time.
+        values = self.values
+        for i, (held, count) in enumerate(values):
+            if held == value:
+                return Top((*values[:i], (held, count + 1), *values[i + 1 :]), floor)
+            if held < value:
+                grown = (*values[:i], (value, 1), *values[i:])
+                break
+        else:
+            grown = (*values, (value, 1))
+        if len(grown) > TOP_VALUES:
+            grown = grown[:TOP_VALUES]
+            floor = grown[-1][0]  # the values below it are no longer held
+        return Top(grown, floor)
 
     def remove(self, value: int) -> Top:
-        if self.floor is not None and value < self.floor:
+        floor = self.floor
+        if floor is not None and value < floor:
             return self
-        counts = dict(self.values)
-        left = counts.get(value, 0) - 1
-        if left > 0:
-            counts[value] = left
-        else:
-            counts.pop(value, None)
-        return Top(tuple(sorted(counts.items(), reverse=True)), self.floor)
+        values = self.values
+        for i, (held, count) in enumerate(values):
+            if held == value:
+                if count > 1:
+                    return Top((*values[:i], (held, count - 1), *values[i + 1 :]), floor)
+                return Top((*values[:i], *values[i + 1 :]), floor)
+        return self
 
     @classmethod
     def of(cls, values: Iterable[int]) -> Top:

@@ -30,7 +30,10 @@ class Granularity(enum.StrEnum):
 
     @property
     def length(self) -> timedelta:
-        return timedelta(hours=1) if self is Granularity.HOUR else timedelta(days=1)
+        return _LENGTHS[self]
+
+
+_LENGTHS = {Granularity.HOUR: timedelta(hours=1), Granularity.DAY: timedelta(days=1)}
 
 
 def user_key(call: Mapping[str, Any]) -> str | None:

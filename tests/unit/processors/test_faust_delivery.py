@@ -20,7 +20,7 @@ class StandInConsumer(Service):
         self.suspend_flow = asyncio.Event()
         self.races = 0
 
-    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:  # noqa: ASYNC109
         self.races += 1
         return await super().wait_first(*coros, timeout=timeout)
 

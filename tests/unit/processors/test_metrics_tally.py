@@ -68,6 +68,7 @@ def test_a_top_always_knows_the_largest_value_counted(data: st.DataObject) -> No
         assert len(top.values) <= TOP_VALUES
         held = {v: c for v, c in counted.items() if top.floor is None or v >= top.floor}
         assert dict(top.values) == held
+        assert list(top.values) == sorted(held.items(), reverse=True)  # largest first
 
 
 def test_keys_of_shares_never_collide_with_windows_or_each_other() -> None:
