@@ -31,7 +31,7 @@ from faust.tables.table import Table
 from faust.types import Message, StreamT
 
 from processors.call_store import CallStore, MemoryCalls, RocksCalls, rocksdb_options
-from processors.codecs import UTF8, register_avro
+from processors.codecs import UTF8, RawBytes, register_avro
 from processors.context import ProcessorContext
 from processors.deadletter import DeadLetters
 from processors.merge import Outcome, decide, evict_past_retention
@@ -82,9 +82,7 @@ class DedupeProcessor:
         self._batch_within_s = batch_within_s
         # Event time: the latest receivedAt read. Refusal and eviction both use it.
         self.clock = EventClock()
-        self.source = app.topic(
-            source_topic, key_serializer="raw", value_serializer="raw", internal=False
-        )
+        self.source = app.topic(source_topic, schema=RawBytes(), internal=False)
         call_codec_name = register_avro(f"avro:{calls_topic}", calls)
         self._calls_topic = app.topic(
             calls_topic, key_serializer=UTF8, value_serializer=call_codec_name

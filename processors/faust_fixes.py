@@ -170,6 +170,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]: 
             self.log.warning(f"exception performing seek when flow not active {exc}")
         return
     held_back: dict[TP, int] = {}
+    tracked: set[TP] = set()
     for tp, record in self.scheduler.iterate(records):
         if not self.flow_active or self.app.consumer_generation_id != generation_id:
             # A rebalance started: the next assignment starts from the committed offsets.
@@ -180,7 +181,10 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]: 
         # it, but not while it is paused (Faust's own check lets those through too).
         buffered = tp in self._buffered_partitions and tp not in self._paused_partitions
         if active_partitions is None or tp in active_partitions or buffered:
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp not in tracked:
+                # Faust does it per record; one fetch's records share one high watermark.
+                tracked.add(tp)
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             yield tp, self._to_message(tp, record)
         else:
             held_back[tp] = record.offset

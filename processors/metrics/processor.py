@@ -77,7 +77,7 @@ from faust.types import StreamT
 from faust.types.tuples import Message
 
 from processors.call_store import CallStore, MemoryCalls, RocksCalls
-from processors.codecs import UTF8
+from processors.codecs import UTF8, RawBytes
 from processors.deadletter import DeadLetters
 from processors.expiry import expire_entries
 from processors.metrics.aggregation import CallState, Decision, plan
@@ -153,14 +153,11 @@ class MetricsProcessor:
         # Event time: the latest lastUpdatedAt seen by each agent of this process.
         self.calls_clock_ms = 0
         self.windows_clock_ms = 0
-        self.source = app.topic(
-            calls_topic, key_serializer="raw", value_serializer="raw", internal=False
-        )
+        self.source = app.topic(calls_topic, schema=RawBytes(), internal=False)
         self.contributions = app.topic(
             f"{app.conf.id}-metrics-contributions",
-            key_serializer=UTF8,
             # JSON, read by handle_updates itself (orjson) rather than by Faust per event.
-            value_serializer="raw",
+            schema=RawBytes(),
             partitions=settings.partitions,
             internal=True,
         )
