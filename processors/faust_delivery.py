@@ -17,6 +17,9 @@ task the future the coroutine is waiting on, as `yield from` would, so
 cancellation and exceptions reach the coroutine as they would had it been a task
 from the start.
 
+The conductor also checks the producer's buffer before each record; `_buffer_size`
+answers without a settings lookup per record.
+
 `_drain_messages` is a copy of faust-streaming 0.15.3's, changed only where said.
 """
 
@@ -146,5 +149,23 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
         unset_flag(flag_consumer_fetching)
 
 
-def install(consumer_cls: Any) -> None:
+def _buffer_size(self: Any) -> int:
+    """faust.transport.producer.ProducerBuffer.size, reading the setting once.
+
+    The conductor checks the producer buffer before every record it hands over;
+    Faust's property looked `producer_threaded` up in the settings each time (about
+    2.5 % of a dedupe worker's main thread). The setting cannot change once running.
+    """
+    threaded = self.__dict__.get("_onoff_threaded")
+    if threaded is None:
+        threaded = self._onoff_threaded = bool(self.app.conf.producer_threaded)
+    if threaded:
+        if not self.queue:
+            return 0
+        return len(self.queue._queue)
+    return len(self.pending._queue)
+
+
+def install(consumer_cls: Any, producer_buffer_cls: Any) -> None:
     consumer_cls._drain_messages = _drain_messages
+    producer_buffer_cls.size = property(_buffer_size)

@@ -127,7 +127,7 @@ def apply() -> None:
     if BULK_RECOVERY not in off:
         faust_recovery.install(Consumer, Recovery)
     if EAGER_DELIVERY not in off:
-        faust_delivery.install(Consumer)
+        faust_delivery.install(Consumer, ProducerBuffer)
 
 
 def _fix_producer_buffer_flush() -> None:

@@ -5,6 +5,7 @@ reaching the coroutine as they would reach a task."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from mode import Service
@@ -117,3 +118,28 @@ def test_an_error_before_the_hand_over_blocks_reaches_the_fetcher() -> None:
         return "no error"
 
     assert asyncio.run(scenario()) == "'no callback for the partition'"
+
+
+def test_the_producer_buffer_size_is_faust_s_with_the_setting_read_once() -> None:
+    from faust.transport.producer import ProducerBuffer
+
+    from processors.faust_delivery import _buffer_size
+
+    class Conf:
+        reads = 0
+
+        @property
+        def producer_threaded(self) -> bool:
+            Conf.reads += 1
+            return False
+
+    buffer = SimpleNamespace(
+        app=SimpleNamespace(conf=Conf()), pending=asyncio.Queue[int](), queue=None
+    )
+    for n in range(3):
+        buffer.pending.put_nowait(n)
+    faust_size = ProducerBuffer.size.fget  # type: ignore[attr-defined]
+    assert [_buffer_size(buffer), _buffer_size(buffer)] == [3, 3]
+    assert Conf.reads == 1
+    assert [faust_size(buffer), faust_size(buffer)] == [3, 3]
+    assert Conf.reads == 1 + 2  # Faust's own property reads it every time
