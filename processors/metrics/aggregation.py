@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from processors.metrics.figures import Contribution, Figures, contribution_of
 from processors.metrics.tally import Applied, Counted, Share, Tally, apply_batch, refill
@@ -34,8 +33,7 @@ from processors.metrics.windows import Window, updated_millis, windows_of
 Entry = list[Any]
 
 
-@dataclass(frozen=True)
-class Update:
+class Update(NamedTuple):
     """One call's entry for one window; a batch's updates of one user travel in one
     contributions message, as [window, call id, entry] triples."""
 
@@ -61,8 +59,7 @@ class Update:
         return Counted(self.version, self.updated_ms, self.contribution)
 
 
-@dataclass(frozen=True)
-class CallState:
+class CallState(NamedTuple):
     """What step 1 remembers of a call: the version applied and every window it touched."""
 
     version: int

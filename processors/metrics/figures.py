@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from processors.metrics.windows import UnplaceableCallError, Window, from_millis
@@ -47,8 +46,7 @@ def contribution_of(call: Mapping[str, Any]) -> Contribution:
     )
 
 
-@dataclass(frozen=True)
-class Figures:
+class Figures(NamedTuple):
     calls_total: int = 0
     inbound: int = 0
     outbound: int = 0

@@ -109,6 +109,9 @@ from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError
 
 log = logging.getLogger(__name__)
 
+# Tallies kept parsed (see MetricsProcessor._tallies): a few hundred bytes each.
+PARSED_TALLIES = 50_000
+
 NAME = "metrics"
 DEADLETTERED = "deadlettered"
 # A contributions message carries at most this many updates (a few MB would be refused).
@@ -166,6 +169,9 @@ class MetricsProcessor:
         self.windows = _table(app, "metrics-windows", settings.partitions)
         self._calls_rows: CallStore | None = None
         self._windows_rows: CallStore | None = None
+        # Window key -> (the stored value, the Tally it holds): a tally this worker wrote is
+        # not parsed again while the store still holds that very value.
+        self._tallies: dict[str, tuple[Mapping[str, Any], Tally]] = {}
         app.agent(self.source, name=f"{NAME}-calls-agent")(self._run_calls)
         app.agent(self.contributions, name=f"{NAME}-windows-agent")(self._run_windows)
 
@@ -336,7 +342,11 @@ class MetricsProcessor:
                 self._put(rows, share_key(window_key, call_id), share.to_json(), partition, writes)
             before = stored.figures() if stored is not None else Figures()
             if result.shares:
-                self._put(rows, window_key, tally.to_json(), partition, writes)
+                self._keep(
+                    window_key,
+                    self._put(rows, window_key, tally.to_json(), partition, writes),
+                    tally,
+                )
                 after = tally.figures()
                 if _differ(before, after):
                     records.append(self._record(window, window_key, after))
@@ -353,11 +363,17 @@ class MetricsProcessor:
     @staticmethod
     def _put(
         rows: CallStore, key: str, value: dict[str, Any], partition: int, writes: Records
-    ) -> None:
+    ) -> dict[str, Any]:
         stored = {"p": partition, **value}
         encoded = orjson.dumps(stored)
         rows.put(key, stored, partition, encoded)
         writes.append((key.encode(), encoded, partition))
+        return stored
+
+    def _keep(self, window_key: str, stored: Mapping[str, Any], tally: Tally) -> None:
+        if len(self._tallies) >= PARSED_TALLIES:  # bounded: a cache, not a second table
+            self._tallies.clear()
+        self._tallies[window_key] = (stored, tally)
 
     def _record(self, window: Window, key: str, figures: Figures) -> tuple[bytes, bytes, int]:
         value = self._metrics_codec.encode(metrics_record(window, figures))
@@ -391,7 +407,12 @@ class MetricsProcessor:
             return tally
         if "calls" in stored:
             return from_entries(stored["calls"])[0]
-        return Tally.from_json(stored)
+        kept = self._tallies.get(window_key)
+        if kept is not None and kept[0] is stored:
+            return kept[1]
+        tally = Tally.from_json(stored)
+        self._keep(window_key, stored, tally)
+        return tally
 
     def _lookup(self, key: str, partition: int | None) -> dict[str, Any] | None:
         if partition is not None:

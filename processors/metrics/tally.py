@@ -40,9 +40,9 @@ import enum
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any
+from operator import add, sub
+from typing import Any, NamedTuple
 
 from processors.metrics.figures import Contribution, Figures
 
@@ -50,8 +50,7 @@ TOP_VALUES = 8
 NOTHING = Contribution(0, 0, 0, 0, 0, 0, 0)
 
 
-@dataclass(frozen=True)
-class Top:
+class Top(NamedTuple):
     """The largest values of a window's counted calls: exact for every value >= `floor`.
 
     `values` holds (value, count) pairs, largest first; `floor` None means it
@@ -124,8 +123,7 @@ def _top(counts: Mapping[int, int], floor: int | None) -> Top:
     return Top(tuple(values), floor)
 
 
-@dataclass(frozen=True)
-class Counted:
+class Counted(NamedTuple):
     """What a window counts for one call: the version applied, its lastUpdatedAt, and its
     contribution (None: retracted, the call counts nothing there)."""
 
@@ -152,8 +150,7 @@ def _counted(value: list[Any] | None) -> Counted | None:
 UNMARKED = -1
 
 
-@dataclass(frozen=True)
-class Share:
+class Share(NamedTuple):
     """One call's part in one window."""
 
     current: Counted
@@ -186,8 +183,7 @@ def _contribution(value: list[int] | None) -> Contribution | None:
     return None if value is None else Contribution(*value)
 
 
-@dataclass(frozen=True)
-class Tally:
+class Tally(NamedTuple):
     """A window's figures as running sums, with the mark of the batch that wrote it."""
 
     mark: int = UNMARKED
@@ -203,22 +199,25 @@ class Tally:
 
     def moved(self, old: Counted | None, new: Counted) -> Tally:
         """The tally once a call goes from being counted as `old` to `new`."""
-        calls, sums, talk, updated = self.calls, list(self.sums), self.talk, self.updated
+        calls, sums, talk, updated = self.calls, self.sums, self.talk, self.updated
         retracted_ms = self.retracted_ms
-        if old is not None and old.contribution is not None:
+        gone = None if old is None else old.contribution
+        if gone is not None:
+            assert old is not None
             calls -= 1
-            sums = [s - o for s, o in zip(sums, old.contribution, strict=True)]
-            talk = talk.remove(old.contribution.talk_seconds)
+            sums = _contribution_of(map(sub, sums, gone))
+            talk = talk.remove(gone.talk_seconds)
             updated = updated.remove(old.updated_ms)
-        if new.contribution is not None:
+        added = new.contribution
+        if added is not None:
             calls += 1
-            sums = [s + n for s, n in zip(sums, new.contribution, strict=True)]
-            talk, updated = talk.add(new.contribution.talk_seconds), updated.add(new.updated_ms)
-        else:
-            retracted_ms = max(retracted_ms, new.updated_ms)
+            sums = _contribution_of(map(add, sums, added))
+            talk, updated = talk.add(added.talk_seconds), updated.add(new.updated_ms)
+        elif new.updated_ms > retracted_ms:
+            retracted_ms = new.updated_ms
         if calls == 0:  # nothing counted: nothing below any floor either
-            talk, updated = Top(), Top()
-        return Tally(self.mark, calls, Contribution(*sums), talk, updated, retracted_ms)
+            talk = updated = _EMPTY_TOP
+        return Tally(self.mark, calls, sums, talk, updated, retracted_ms)
 
     def figures(self) -> Figures:
         s = self.sums
@@ -257,11 +256,18 @@ class Tally:
         )
 
 
+_EMPTY_TOP = Top()
+
+
+def _contribution_of(values: Iterable[int]) -> Contribution:
+    # tuple.__new__ with the iterable: Contribution(*values) without unpacking it first.
+    return tuple.__new__(Contribution, values)
+
+
 def refill(tally: Tally, counted: Iterable[Counted | None]) -> Tally:
     """The tally with both tops rebuilt from what it counts for every call of its window."""
     values = [c for c in counted if c is not None and c.contribution is not None]
-    return replace(
-        tally,
+    return tally._replace(
         talk=Top.of(c.contribution.talk_seconds for c in values if c.contribution is not None),
         updated=Top.of(c.updated_ms for c in values),
     )
@@ -273,8 +279,7 @@ class Applied(enum.Enum):
     STALE = "stale"  # a higher version is already counted
 
 
-@dataclass(frozen=True)
-class WindowBatch:
+class WindowBatch(NamedTuple):
     """What one batch does to a window: the shares to write, then the tally (if `shares`)."""
 
     tally: Tally
@@ -327,7 +332,7 @@ def apply_batch(
         ):
             written[call_id] = Share(counted, before[call_id], mark)
     if written:
-        current = replace(current, mark=mark)
+        current = current._replace(mark=mark)
     return WindowBatch(current, written, tuple(outcomes))
 
 

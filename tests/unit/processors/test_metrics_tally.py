@@ -139,6 +139,8 @@ class CrashingWindows:
                 }
                 tally = refill(tally, (s.counted(tally.mark) for s in every.values()))
             if result.shares:
+                # The worker keeps the Tally it wrote rather than parse it again: the same.
+                assert Tally.from_json(json.loads(json.dumps(tally.to_json()))) == tally
                 self.write(window, tally.to_json())
 
     def commit(self) -> None:
