@@ -26,13 +26,21 @@ IMAGES = ROOT / "docs" / "images"
 PAGE = ROOT / "docs" / "performance.md"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+# How the notes of runs that do not stand for the code begin (see `latest`).
+NOT_REPRESENTATIVE = ("profiling run", "experiment")
 
 
 def latest(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
-    """The newest result per benchmark (and per store, for dedupe), by file name order."""
+    """The newest result per benchmark (and per store, for dedupe), by file name order.
+
+    A run whose note says it was a profile (py-spy attached) or an experiment not
+    kept does not stand for the code: it is left out.
+    """
     chosen: dict[str, dict[str, Any]] = {}
     for path in sorted(results.glob("*.json")):  # names end in a UTC time stamp
         data = json.loads(path.read_text())
+        if str(data.get("note", "")).startswith(NOT_REPRESENTATIVE):
+            continue
         name = str(data.get("benchmark", path.stem))
         if name == "dedupe":
             name = f"dedupe-{data.get('store', 'memory')}"

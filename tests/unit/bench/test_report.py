@@ -55,6 +55,22 @@ def test_the_newest_result_of_each_benchmark_is_reported(tmp_path: Path) -> None
         assert (tmp_path / target).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_profiled_or_experimental_run_does_not_stand_for_the_code(tmp_path: Path) -> None:
+    metrics = {"benchmark": "metrics", "call_versions": 10, "worker_peak_rss_mb": 1.0}
+    for stamp, rate, note in [
+        ("20260101", 300.0, None),
+        ("20260102", 250.0, "profiling run: py-spy attached to the worker"),
+        ("20260103", 900.0, "experiment, not kept: GC off"),
+    ]:
+        extra = {} if note is None else {"note": note}
+        _write(
+            tmp_path,
+            f"metrics-{stamp}T000000Z.json",
+            metrics | {"date": stamp, "worker_versions_per_s": rate} | extra,
+        )
+    assert latest(tmp_path)["metrics"]["worker_versions_per_s"] == 300.0
+
+
 def test_no_results_say_so_and_draw_nothing(tmp_path: Path) -> None:
     assert "no results yet" in "\n".join(rows(latest(tmp_path)))
     assert not throughput_chart({}, tmp_path / "t.png")
