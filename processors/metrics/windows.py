@@ -15,9 +15,8 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class UnplaceableCallError(ValueError):
@@ -52,8 +51,9 @@ def window_start(moment: datetime, granularity: Granularity) -> datetime:
     return utc.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-@dataclass(frozen=True, order=True)
-class Window:
+class Window(NamedTuple):
+    # A NamedTuple rather than a frozen dataclass: two are built per call version, and a
+    # frozen dataclass's __init__ costs about twice as much. Ordered and hashed as before.
     user: str
     granularity: Granularity
     start: datetime
