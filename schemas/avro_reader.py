@@ -211,31 +211,35 @@ class _Generator(CodeGenerator):
         return schema not in ("null", None)
 
     def array(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
-        count, item = self.variable("c"), self.variable("item")
-        sized = self.sized(schema["items"], namespace)
+        item = self.variable("item")
         self.line(f"{var} = []")
-        self.blocks(count, sized)
-        self.line(f"while {count}:")
-        self.indent += 1
-        self.line(f"for _ in range({count}):")
-        self.indent += 1
-        self.value(schema["items"], item, namespace)
-        self.line(f"{var}.append({item})")
-        self.indent -= 1
-        self.blocks(count, sized)
-        self.indent -= 1
+
+        def read_item() -> None:
+            self.value(schema["items"], item, namespace)
+            self.line(f"{var}.append({item})")
+
+        self.repeated(self.sized(schema["items"], namespace), read_item)
 
     def map(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
-        count, key, item = self.variable("c"), self.variable("k"), self.variable("x")
+        key, item = self.variable("k"), self.variable("x")
         self.line(f"{var} = {{}}")
-        self.blocks(count, True)
+
+        def read_entry() -> None:
+            self.primitive("string", key)
+            self.value(schema["values"], item, namespace)
+            self.line(f"{var}[{key}] = {item}")
+
+        self.repeated(True, read_entry)
+
+    def repeated(self, sized: bool, read_one: Callable[[], None]) -> None:
+        """An array's or map's blocks: a count, that many items, until a count of 0."""
+        count = self.variable("c")
+        self.blocks(count, sized)
         self.line(f"while {count}:")
         self.indent += 1
         self.line(f"for _ in range({count}):")
         self.indent += 1
-        self.primitive("string", key)
-        self.value(schema["values"], item, namespace)
-        self.line(f"{var}[{key}] = {item}")
+        read_one()
         self.indent -= 1
-        self.blocks(count, True)
+        self.blocks(count, sized)
         self.indent -= 1
