@@ -78,7 +78,7 @@ class Top(NamedTuple):
         values = self.values
         for i, (held, count) in enumerate(values):
             if held == value:
-                return Top((*values[:i], (held, count + 1), *values[i + 1 :]), floor)
+                return _new_top((*values[:i], (held, count + 1), *values[i + 1 :]), floor)
             if held < value:
                 grown = (*values[:i], (value, 1), *values[i:])
                 break
@@ -87,7 +87,7 @@ class Top(NamedTuple):
         if len(grown) > TOP_VALUES:
             grown = grown[:TOP_VALUES]
             floor = grown[-1][0]  # the values below it are no longer held
-        return Top(grown, floor)
+        return _new_top(grown, floor)
 
     def remove(self, value: int) -> Top:
         floor = self.floor
@@ -97,8 +97,8 @@ class Top(NamedTuple):
         for i, (held, count) in enumerate(values):
             if held == value:
                 if count > 1:
-                    return Top((*values[:i], (held, count - 1), *values[i + 1 :]), floor)
-                return Top((*values[:i], *values[i + 1 :]), floor)
+                    return _new_top((*values[:i], (held, count - 1), *values[i + 1 :]), floor)
+                return _new_top((*values[:i], *values[i + 1 :]), floor)
         return self
 
     @classmethod
@@ -113,6 +113,11 @@ class Top(NamedTuple):
     def from_json(cls, value: list[Any]) -> Top:
         pairs, floor = value
         return cls(tuple(map(tuple, pairs)), floor)
+
+
+def _new_top(values: tuple[tuple[int, int], ...], floor: int | None) -> Top:
+    # Top(values, floor) without the generated __new__'s Python frame: built per update.
+    return tuple.__new__(Top, (values, floor))
 
 
 def _top(counts: Mapping[int, int], floor: int | None) -> Top:
@@ -217,21 +222,32 @@ class Tally(NamedTuple):
             retracted_ms = new.updated_ms
         if calls == 0:  # nothing counted: nothing below any floor either
             talk = updated = _EMPTY_TOP
-        return Tally(self.mark, calls, sums, talk, updated, retracted_ms)
+        return tuple.__new__(Tally, (self.mark, calls, sums, talk, updated, retracted_ms))
+
+    def marked(self, mark: int) -> Tally:
+        """The tally with another mark (`_replace(mark=...)` costs several times as much)."""
+        return tuple.__new__(Tally, (mark, *self[1:]))
 
     def figures(self) -> Figures:
-        s = self.sums
-        return Figures(
-            calls_total=self.calls,
-            inbound=s.inbound,
-            outbound=s.outbound,
-            answered=s.answered,
-            missed=s.missed,
-            voicemails=s.voicemail,
-            recorded=s.recorded,
-            talk_seconds_total=s.talk_seconds,
-            talk_seconds_max=self.talk.largest,
-            last_updated_ms=self.updated.largest if self.calls else self.retracted_ms,
+        # Positional, in Figures' field order: built for every window a batch touches.
+        calls, (inbound, outbound, answered, missed, voicemail, recorded, talk) = (
+            self.calls,
+            self.sums,
+        )
+        return tuple.__new__(
+            Figures,
+            (
+                calls,
+                inbound,
+                outbound,
+                answered,
+                missed,
+                voicemail,
+                recorded,
+                talk,
+                self.talk.largest,
+                self.updated.largest if calls else self.retracted_ms,
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -332,7 +348,7 @@ def apply_batch(
         ):
             written[call_id] = Share(counted, before[call_id], mark)
     if written:
-        current = current._replace(mark=mark)
+        current = current.marked(mark)
     return WindowBatch(current, written, tuple(outcomes))
 
 

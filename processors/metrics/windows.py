@@ -33,6 +33,7 @@ class Granularity(enum.StrEnum):
 
 
 _LENGTHS = {Granularity.HOUR: timedelta(hours=1), Granularity.DAY: timedelta(days=1)}
+_GRANULARITIES = tuple(Granularity)  # iterating the enum class itself costs a generator
 
 
 def user_key(call: Mapping[str, Any]) -> str | None:
@@ -89,7 +90,7 @@ def windows_of(call: Mapping[str, Any]) -> list[Window]:
     if user is None or started is None:
         return []
     try:
-        windows = [Window(user, g, window_start(started, g)) for g in Granularity]
+        windows = [Window(user, g, window_start(started, g)) for g in _GRANULARITIES]
         for window in windows:
             window.end  # noqa: B018  # computed here so that it cannot fail later
     except OverflowError as exc:
