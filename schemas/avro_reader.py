@@ -17,12 +17,19 @@ returns for every record fastavro writes (`tests/unit/schemas/test_avro_reader.p
 compares them over generated schemas and records); a truncated or corrupt body
 raises (IndexError, ValueError, EOFError, struct.error, UnicodeDecodeError), as
 fastavro raises, and the codec turns either into `RecordDecodeError`.
+
+`fields` projects the record onto some of its top-level fields: the others are
+still walked over (Avro has no offsets to jump by), their lengths checked
+against the body's, but their strings are not decoded (nor their UTF-8
+checked), their timestamps not converted and their arrays and records not
+built. The metrics worker reads 11 of a `Call`'s 24 fields this way (a Call of
+the benchmark: 10.2 -> 7.3 µs); its delivery hashes, notes and tags stay bytes.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,16 +72,21 @@ _HELPERS: dict[str, Any] = {
 }
 
 
-def compile_reader(schema: Any) -> Reader:
+def compile_reader(schema: Any, fields: Collection[str] | None = None) -> Reader:
     """The function that reads a record of `schema` (parsed JSON) as fastavro's schemaless_reader.
 
     The function takes the data and the offset the Avro body starts at (5 after a
-    Confluent header). Raises `UnsupportedSchemaError` for a schema it cannot
-    generate a reader for.
+    Confluent header). With `fields`, the record it returns has only those of its
+    top-level fields (ValueError for a name the schema does not have). Raises
+    `UnsupportedSchemaError` for a schema it cannot generate a reader for.
     """
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise UnsupportedSchemaError("the top-level schema must be a record")
-    generator = _Generator()
+    if fields is not None:
+        unknown = set(fields) - {field["name"] for field in schema.get("fields", [])}
+        if unknown:
+            raise ValueError(f"fields the schema does not have: {sorted(unknown)}")
+    generator = _Generator(None if fields is None else frozenset(fields))
     generator.line("def read(data, pos):")
     generator.indent += 1
     generator.line("end = len(data)")
@@ -92,6 +104,12 @@ def compile_reader(schema: Any) -> Reader:
 
 
 class _Generator(CodeGenerator):
+    def __init__(self, kept: frozenset[str] | None) -> None:
+        super().__init__()
+        self.kept = kept  # the top-level fields returned; None: all
+        # Reading a value nobody keeps: walk over it, checking it, without building it.
+        self.skipping = False
+
     # -- types -------------------------------------------------------------------------
 
     def value(self, schema: Any, var: str, namespace: str | None) -> None:
@@ -112,7 +130,8 @@ class _Generator(CodeGenerator):
         if kind == "long" and logical == "timestamp-millis":
             millis = self.variable("m")
             self.long(millis)
-            self.line(f"{var} = _EPOCH + _timedelta(milliseconds={millis})")
+            if not self.skipping:
+                self.line(f"{var} = _EPOCH + _timedelta(milliseconds={millis})")
         elif logical is not None:
             raise UnsupportedSchemaError(f"logical type {logical!r}")
         elif kind in _PRIMITIVES:
@@ -153,8 +172,9 @@ class _Generator(CodeGenerator):
             self.line(f"{stop} = pos + {size}")
             self.line(f"if {size} < 0 or {stop} > end:")
             self.line(f"    raise _past_end({kind!r})")
-            decode = ".decode()" if kind == "string" else ""
-            self.line(f"{var} = data[pos:{stop}]{decode}")
+            if not self.skipping:
+                decode = ".decode()" if kind == "string" else ""
+                self.line(f"{var} = data[pos:{stop}]{decode}")
             self.line(f"pos = {stop}")
 
     def union(self, branches: list[Any], var: str, namespace: str | None) -> None:
@@ -177,12 +197,21 @@ class _Generator(CodeGenerator):
             raise UnsupportedSchemaError(f"recursive record {name}")
         self.expanding.add(name)
         inner = name.rpartition(".")[0] or None
+        # Only the top-level record is projected: the first one generated.
+        kept, self.kept = self.kept, None
+        outer_skipping = self.skipping
         fields: list[tuple[str, str]] = []
         for field in schema.get("fields", []):
             field_var = self.variable("v")
+            self.skipping = outer_skipping or (kept is not None and field["name"] not in kept)
             self.value(field["type"], field_var, inner)
-            fields.append((field["name"], field_var))
-        self.line(f"{var} = {{{', '.join(f'{key!r}: {v}' for key, v in fields)}}}")
+            if not self.skipping:
+                fields.append((field["name"], field_var))
+        self.skipping = outer_skipping
+        if not self.skipping:
+            self.line(f"{var} = {{{', '.join(f'{key!r}: {v}' for key, v in fields)}}}")
+        elif not schema.get("fields"):
+            self.line("pass")  # an empty record skipped: a statement for its block
         self.expanding.discard(name)
 
     def blocks(self, count: str, sized: bool) -> None:
@@ -212,22 +241,26 @@ class _Generator(CodeGenerator):
 
     def array(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
         item = self.variable("item")
-        self.line(f"{var} = []")
+        if not self.skipping:
+            self.line(f"{var} = []")
 
         def read_item() -> None:
             self.value(schema["items"], item, namespace)
-            self.line(f"{var}.append({item})")
+            if not self.skipping:
+                self.line(f"{var}.append({item})")
 
         self.repeated(self.sized(schema["items"], namespace), read_item)
 
     def map(self, schema: dict[str, Any], var: str, namespace: str | None) -> None:
         key, item = self.variable("k"), self.variable("x")
-        self.line(f"{var} = {{}}")
+        if not self.skipping:
+            self.line(f"{var} = {{}}")
 
         def read_entry() -> None:
             self.primitive("string", key)
             self.value(schema["values"], item, namespace)
-            self.line(f"{var}[{key}] = {item}")
+            if not self.skipping:
+                self.line(f"{var}[{key}] = {item}")
 
         self.repeated(True, read_entry)
 

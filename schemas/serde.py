@@ -17,7 +17,7 @@ import io
 import json
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import fastavro
@@ -40,10 +40,17 @@ class AvroCodec:
     """Writes and reads one topic's values with the checked-in schema.
 
     Reading resolves the writer's schema by id and projects it onto ours, so
-    records written with an older compatible schema still read.
+    records written with an older compatible schema still read. With `fields`,
+    `decode` returns only those top-level fields, and does not build the others.
     """
 
-    def __init__(self, client: SchemaRegistryClient, name: SchemaName, topic: str) -> None:
+    def __init__(
+        self,
+        client: SchemaRegistryClient,
+        name: SchemaName,
+        topic: str,
+        fields: Collection[str] | None = None,
+    ) -> None:
         self.topic = topic
         self.name = name
         self._client = client
@@ -51,7 +58,8 @@ class AvroCodec:
         self._subject = f"{topic}-value"
         self._reader = fastavro.parse_schema(json.loads(self._schema))
         self._writer = _body_writer(self._schema, self._reader)
-        self._read_ours = _body_reader(self._schema, self._reader)
+        self._fields = None if fields is None else frozenset(fields)
+        self._read_ours = _body_reader(self._schema, self._reader, self._fields)
         self._schema_id: int | None = None
         self._header: bytes | None = None
         self._writers: dict[int, Any] = {}
@@ -103,6 +111,8 @@ class AvroCodec:
                 record = fastavro.schemaless_reader(
                     io.BytesIO(data[_HEADER.size :]), writer, self._reader
                 )
+                if self._fields is not None and isinstance(record, dict):
+                    record = _projected(record, self._fields)
         except Exception as exc:
             raise RecordDecodeError(f"cannot decode a record of {self.topic}: {exc!r}") from exc
         if not isinstance(record, dict):
@@ -145,13 +155,21 @@ def _body_writer(schema: str, parsed: Any) -> Callable[[Mapping[str, Any]], byte
         return write
 
 
-def _body_reader(schema: str, parsed: Any) -> Reader:
+def _projected(record: dict[str, Any], fields: Collection[str]) -> dict[str, Any]:
+    # In the schema's order, as the generated reader returns them.
+    return {name: value for name, value in record.items() if name in fields}
+
+
+def _body_reader(schema: str, parsed: Any, fields: Collection[str] | None) -> Reader:
     """The generated reader of `schema`; fastavro's for a schema the generator does not cover."""
     try:
-        return compile_reader(json.loads(schema))
+        return compile_reader(json.loads(schema), fields)
     except UnsupportedSchemaError:
 
         def read(data: bytes, start: int) -> Any:
-            return fastavro.schemaless_reader(io.BytesIO(data[start:]), parsed, None)
+            record = fastavro.schemaless_reader(io.BytesIO(data[start:]), parsed, None)
+            if fields is None or not isinstance(record, dict):
+                return record
+            return _projected(record, fields)
 
         return read

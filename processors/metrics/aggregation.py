@@ -32,6 +32,22 @@ from processors.metrics.windows import Window, updated_millis, windows_of
 # [version, lastUpdatedAt millis of that version, contribution or None when retracted]
 Entry = list[Any]
 
+# The fields of a Call that `plan` reads (its windows, contribution and version): the
+# worker decodes only these (a test checks that plan decides the same on them alone).
+CALL_FIELDS = (
+    "id",
+    "version",
+    "onoffUserEmail",
+    "onoffUserNumber",
+    "callStarted",
+    "callDirection",
+    "callStatus",
+    "callDuration",
+    "voicemailUrls",
+    "callRecordingUrls",
+    "lastUpdatedAt",
+)
+
 
 class Update(NamedTuple):
     """One call's entry for one window; a batch's updates of one user travel in one

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from processors.context import ProcessorContext
+from processors.metrics.aggregation import CALL_FIELDS
 from processors.metrics.api import PATH, metrics_view
 from processors.metrics.processor import MetricsProcessor
 from processors.version_producer import producer_settings
@@ -33,7 +34,7 @@ def install(context: ProcessorContext) -> None:
         # Faust requires the calls table's changelog to match its source topic's partitions.
         calls_partitions=topic_partitions(context.settings.kafka_config(), topics.calls),
         metrics_topic=topics.user_call_metrics,
-        calls_codec=AvroCodec(context.registry, SchemaName.CALL, topics.calls),
+        calls_codec=AvroCodec(context.registry, SchemaName.CALL, topics.calls, CALL_FIELDS),
         metrics_codec=metrics_codec,
         deadletters=context.deadletters,
         progress=context.progress,
