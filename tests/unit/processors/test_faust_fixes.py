@@ -1,7 +1,8 @@
-"""The getmany fix: a paused partition's fetched records are fetched again, never skipped.
+"""The getmany fix: a paused partition's fetched records are fetched again, never skipped;
+and the fetcher that waits while every stream buffer is full goes on when one drains.
 
-The consumer here is a stand-in with just the attributes `Consumer.getmany`
-reads; the two-worker dedupe test runs the fix against a real broker.
+The consumers here are stand-ins with just the attributes those methods read;
+the two-worker dedupe test runs the fixes against a real broker.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.types import TP
+from mode import Service
 
+from processors import faust_fixes
 from processors.faust_fixes import _getmany, _on_buffer_drop
 
 RAW_0 = TP("onoff.cdr.raw", 0)
@@ -155,3 +159,61 @@ def test_a_draining_buffer_resumes_only_a_partition_that_is_not_paused() -> None
 
     assert consumer.active == {RAW_0}
     assert consumer._buffered_partitions == set()
+
+
+class FetchingConsumer(Service):
+    """What `_wait_next_records` reads of a consumer, on mode's Service (its wait_first)."""
+
+    def __init__(self, active: set[TP], buffered: set[TP]) -> None:
+        super().__init__()
+        self.app = SimpleNamespace(client_only=False)
+        self.flow_active = True
+        self.not_waiting_next_records = asyncio.Event()
+        self.active, self._buffered_partitions = active, buffered
+        self._paused_partitions: set[TP] = set()
+        self.fetched: list[set[TP] | None] = []
+        self.timeouts: list[float] = []
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self.active
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> dict[TP, Any]:  # noqa: ASYNC109
+        self.fetched.append(set(active_partitions or ()))
+        self.timeouts.append(timeout)
+        return {tp: [Record(0)] for tp in active_partitions or ()}
+
+
+def test_a_fetcher_with_every_buffer_full_goes_on_as_soon_as_one_drains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust would sleep the whole wait; with the fix a drained buffer ends it.
+    monkeypatch.setattr(faust_fixes, "IDLE_FETCH_WAIT_S", 60.0)
+    consumer = FetchingConsumer(active=set(), buffered={RAW_0, RAW_1})
+    on_buffer_drop = faust_fixes._waking(_on_buffer_drop)
+
+    async def wait_then_fetch() -> tuple[Any, Any]:
+        waiting = asyncio.create_task(faust_fixes._wait_next_records(consumer, timeout=1.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nothing may be fetched: it waits
+        on_buffer_drop(consumer, RAW_1)
+        first = await asyncio.wait_for(waiting, timeout=5)
+        return first, await faust_fixes._wait_next_records(consumer, timeout=1.0)
+
+    (records, _), (then_records, then_active) = asyncio.run(wait_then_fetch())
+
+    assert records == {}  # the wait itself fetched nothing
+    assert then_active == {RAW_1} and list(then_records) == [RAW_1]
+    assert consumer.fetched == [{RAW_1}]
+
+
+def test_with_an_active_partition_it_fetches_at_once_and_waits_briefly_for_records() -> None:
+    """A getmany in flight does not see a partition whose buffer drains meanwhile: it waits
+    a tenth of a second at most (Faust: the second it is given), so that one is asked
+    for again soon."""
+    consumer = FetchingConsumer(active={RAW_0}, buffered={RAW_1})
+
+    records, active = asyncio.run(faust_fixes._wait_next_records(consumer, timeout=1.0))
+
+    assert active == {RAW_0} and list(records) == [RAW_0]
+    assert consumer.timeouts == [faust_fixes.FETCH_WAIT_S] and faust_fixes.FETCH_WAIT_S <= 0.1
+    assert consumer.not_waiting_next_records.is_set()
