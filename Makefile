@@ -105,9 +105,19 @@ wrk: ## Install wrk (bench-ingress's load generator) with apt-get if it is missi
 	  { command -v apt-get >/dev/null 2>&1 && $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; } \
 	  || { echo "error: could not install wrk; install it yourself (apt-get install wrk, brew install wrk)" >&2; exit 1; }; }
 
+# vegeta (pinned), bench-ingress's open-loop load generator: requests at a constant rate,
+# for the latency at half the measured rate. Built with Go, as the install's Go tools are.
+VEGETA := var/bench/bin/vegeta
+$(VEGETA):
+	@command -v go >/dev/null 2>&1 || { echo "error: go not found (install Go 1.26+)" >&2; exit 1; }
+	GOBIN=$(abspath var/bench/bin) go install github.com/tsenart/vegeta/v12@v12.13.0
+
+.PHONY: vegeta
+vegeta: $(VEGETA) ## Build vegeta (bench-ingress's constant-rate load generator) with go install
+
 .PHONY: bench-ingress
-bench-ingress: install wrk ## Benchmark one ingress process on the local Kafka (saves bench/results/)
-	$(BIN)/python -m bench.ingress
+bench-ingress: install wrk $(VEGETA) ## Benchmark one ingress process on the local Kafka (saves bench/results/)
+	BENCH_VEGETA=$(VEGETA) $(BIN)/python -m bench.ingress
 
 .PHONY: bench-dedupe
 bench-dedupe: install ## Benchmark one dedupe worker catching up (BENCH_DELIVERIES, BENCH_STORE)

@@ -1,10 +1,8 @@
--- wrk script: POSTs realistic Onoff CDR bodies, each with its own call id, and prints a JSON
--- summary. WRK_DELAY_MS (per connection, between requests) turns wrk into a rate-limited load.
+-- wrk script: POSTs realistic Onoff CDR bodies, each with its own call id, and prints a JSON summary.
 local counter = 0
 local thread_id = 0
 local threads = {}
 local api_key = os.getenv("WRK_API_KEY") or ""
-local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 
 function setup(thread)
   thread:set("thread_id", #threads)
@@ -27,10 +25,6 @@ local template = [[{"id":"bench-%d-%d","eventName":"CDR","onoffUserName":"Ada Mo
 function request()
   counter = counter + 1
   return wrk.format(nil, nil, nil, string.format(template, thread_id, counter))
-end
-
-function delay()
-  return delay_ms
 end
 
 function done(summary, latency, requests)

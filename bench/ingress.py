@@ -3,18 +3,23 @@
 In the same run, for scale: a null Starlette endpoint (parse JSON, answer
 200) driven by the same wrk load, and confluent-kafka's raw producer rate for
 the same records (Avro-encoded, idempotent, acks=all). Then the ingress again
-at half its measured rate, for latency under a load it can carry. Last, the
+at half its measured rate, for latency under a load it can carry: an open loop
+(vegeta sends at that constant rate whatever the answers' delays, so a slow
+answer does not hold back the requests behind it and hide its own cost, as a
+closed loop of connections does). Last, the
 ingress with its spool on, with Kafka up and then stopped, and the rate at
 which it drains once Kafka is back (`bench/spooling.py`).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +46,8 @@ from onoff_bridge.topics import TopicSpec, ensure_topics
 from schemas import AvroCodec, SchemaName, registry_client
 
 LUA = Path(__file__).parent / "cdr.lua"
+# Built by `make vegeta` (go install, a pinned version); the Makefile passes its path.
+VEGETA = os.environ.get("BENCH_VEGETA", "vegeta")
 DURATION_S = int(os.environ.get("BENCH_DURATION_S", "15"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 SAMPLE = (
@@ -48,9 +55,7 @@ SAMPLE = (
 ).read_bytes()
 
 
-def wrk(
-    url: str, api_key: str, duration_s: int, connections: int, delay_ms: int = 0
-) -> dict[str, Any]:
+def wrk(url: str, api_key: str, duration_s: int, connections: int) -> dict[str, Any]:
     binary = require("wrk", "install it with: apt-get install wrk")
     output = subprocess.run(
         [
@@ -64,7 +69,7 @@ def wrk(
             str(LUA),
             url,
         ],
-        env={**os.environ, "WRK_API_KEY": api_key, "WRK_DELAY_MS": str(delay_ms)},
+        env={**os.environ, "WRK_API_KEY": api_key},
         capture_output=True,
         text=True,
         check=True,
@@ -76,6 +81,60 @@ def wrk(
     summary["error_count"] = errors
     summary["latency_ms"] = {k: round(v / 1000, 2) for k, v in summary.pop("latency_us").items()}
     return summary
+
+
+def open_loop(url: str, api_key: str, rate: float, duration_s: int) -> dict[str, Any]:
+    """vegeta at a constant `rate` for `duration_s`: what was sent and answered, and the
+    latencies of every request from the moment it was due."""
+    binary = require(VEGETA, "build it with: make vegeta")
+    sample = json.loads(SAMPLE)
+    run = secrets.token_hex(4)
+    headers = {"x-api-key": [api_key], "Content-Type": ["application/json"]}
+    with tempfile.TemporaryDirectory() as scratch:
+        targets, results = Path(scratch) / "targets.json", Path(scratch) / "results.bin"
+        # Distinct bodies (vegeta cycles through them): each call id its own, as wrk's are.
+        with targets.open("w") as out:
+            for i in range(min(int(rate * duration_s), 20_000)):
+                body = json.dumps(sample | {"id": f"open-{run}-{i}"}).encode()
+                target = {"method": "POST", "url": url, "header": headers}
+                target["body"] = base64.b64encode(body).decode()
+                out.write(json.dumps(target) + "\n")
+        subprocess.run(
+            [
+                binary,
+                "attack",
+                "-format=json",
+                f"-targets={targets}",
+                f"-rate={round(rate)}/1s",
+                f"-duration={duration_s}s",
+                "-timeout=10s",
+                f"-output={results}",
+            ],
+            check=True,
+        )
+        report = json.loads(
+            subprocess.run(
+                [binary, "report", "-type=json", str(results)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+    latencies = report["latencies"]
+    return {
+        "generator": "vegeta attack (open loop, constant rate)",
+        "target_per_s": round(rate, 1),
+        "sent_per_s": round(report["rate"], 1),
+        "ok_per_s": round(report["throughput"], 1),
+        "requests": report["requests"],
+        "success_ratio": report["success"],
+        "status_codes": report["status_codes"],
+        "latency_ms": {
+            name: round(latencies[key] / 1e6, 2)
+            for name, key in (("p50", "50th"), ("p95", "95th"), ("p99", "99th"), ("max", "max"))
+        },
+        "errors": report.get("errors") or [],
+    }
 
 
 def raw_producer_rate(bootstrap: str, registry_url: str, topic: str, count: int = 100_000) -> float:
@@ -136,18 +195,10 @@ def main() -> None:
         say(f"ingress: {DURATION_S}s with {CONNECTIONS} connections")
         full = wrk(url, api_key, DURATION_S, CONNECTIONS)
         say(f"  {full['ok_per_s']} accepted/s, p99 {full['latency_ms']['p99']} ms")
-        # Half the measured rate: the fewest keep-alive connections (closed loop) that
-        # reach it. Spacing requests with wrk's delay() instead sends them in bursts.
         half_rate = full["ok_per_s"] / 2
-        connections = CONNECTIONS
-        for candidate in (2, 4, 6, 8, 12, 16, 24, 32, 48):
-            probe = wrk(url, api_key, 3, candidate)
-            if probe["ok_per_s"] >= half_rate:
-                connections = candidate
-                break
-        say(f"ingress at about half that rate ({half_rate:.0f}/s): {connections} connections")
-        half = wrk(url, api_key, DURATION_S, connections)
-        half |= {"target_per_s": round(half_rate, 1), "connections": connections}
+        say(f"ingress at half that rate, open loop: {half_rate:.0f}/s for {DURATION_S}s")
+        half = open_loop(url, api_key, half_rate, DURATION_S)
+        say(f"  p50 {half['latency_ms']['p50']} ms, p99 {half['latency_ms']['p99']} ms")
         rss = peak_rss_mb(process.pid)
     result["ingress"] = full | {"peak_rss_mb": round(rss, 1)}
     result["ingress_half_rate"] = half

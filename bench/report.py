@@ -92,6 +92,19 @@ def rows(found: dict[str, dict[str, Any]]) -> list[str]:
                 _when(ingress),
             )
         )
+        half = ingress.get("ingress_half_rate", {})
+        if str(half.get("generator", "")).startswith("vegeta"):  # open loop; before, wrk's
+            latency = half["latency_ms"]
+            out.append(
+                _row(
+                    "ingress at half that rate (vegeta, open loop, constant rate)",
+                    f"{half['ok_per_s']:,.0f} req/s, p50 {latency['p50']} ms, "
+                    f"p99 {latency['p99']} ms",
+                    "goal: p99 no worse than before issue 12 "
+                    "(10.1 ms at 2,600/s on 2026-11-27; 11.5 ms in the issue)",
+                    _when(ingress),
+                )
+            )
         if spooling := ingress.get("spooling"):
             stopped, drain = spooling["kafka_stopped"], spooling["drain"]
             out.append(
