@@ -8,6 +8,11 @@ the store only needs the value; these adapters put it where Faust would have.
 The metrics' two tables use the same adapters, with JSON values, and send
 their changelog records themselves too.
 
+Each adapter keeps whatever value its processor gives it (`V`): dedupe's are
+Avro-decoded calls; the metrics' are their JSON bytes, as in the changelog, so
+that a table of millions of rows is millions of bytes objects rather than of
+dicts and lists for the garbage collector to walk.
+
 - `MemoryCalls`: the dict Faust's memory store keeps, plus its key -> partition
   index (Faust drops the calls of revoked partitions with it).
 - `RocksCalls`: one RocksDB database per partition, as Faust opens them. A call
@@ -23,16 +28,17 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from processors.merge import Record
+V = TypeVar("V")
+V_co = TypeVar("V_co", covariant=True)
 
 
-class Decoder(Protocol):
-    """Reads a stored value back: the table's value serializer (Avro for dedupe, JSON for
-    the metrics)."""
+class Decoder(Protocol[V_co]):
+    """Reads a stored value back: the table's value serializer (Avro for dedupe, the bytes
+    as they are for the metrics)."""
 
-    def decode(self, data: bytes) -> Record: ...
+    def decode(self, data: bytes) -> V_co: ...
 
 
 class Delivery(Protocol):
@@ -43,11 +49,11 @@ class Delivery(Protocol):
     def exception(self) -> BaseException | None: ...
 
 
-class CallStore(Protocol):
-    def get(self, call_id: str, partition: int) -> Record | None:
+class CallStore(Protocol[V]):
+    def get(self, call_id: str, partition: int) -> V | None:
         """The call as last emitted, or None for a call never seen on this partition."""
 
-    def put(self, call_id: str, call: Record, partition: int, value: bytes) -> None:
+    def put(self, call_id: str, call: V, partition: int, value: bytes) -> None:
         """Keeps `call` (encoded as `value`, the bytes sent to onoff.calls) as the current state."""
 
     def sent(self, deliveries: Iterable[Delivery]) -> None:
@@ -59,7 +65,7 @@ class CallStore(Protocol):
     def forget(self) -> None:
         """Drops what is only in memory: the partitions may have moved (a rebalance)."""
 
-    def unwritten(self) -> Mapping[str, Record]:
+    def unwritten(self) -> Mapping[str, V]:
         """What was put and is not in Faust's store yet (waiting for its acknowledgement)."""
 
 
@@ -67,16 +73,16 @@ class DeliveryFailedError(RuntimeError):
     """Kafka refused a version after the producer's own retries; it is not stored."""
 
 
-class MemoryCalls:
+class MemoryCalls(Generic[V]):
     def __init__(self, store: Any) -> None:
         # faust.stores.memory.Store: `data` is its dict, `_key_partition` its revocation index.
-        self._data: MutableMapping[str, Record] = store.data
+        self._data: MutableMapping[str, V] = store.data
         self._partitions: MutableMapping[str, int] = store._key_partition
 
-    def get(self, call_id: str, partition: int) -> Record | None:
+    def get(self, call_id: str, partition: int) -> V | None:
         return self._data.get(call_id)
 
-    def put(self, call_id: str, call: Record, partition: int, value: bytes) -> None:
+    def put(self, call_id: str, call: V, partition: int, value: bytes) -> None:
         self._data[call_id] = call
         self._partitions[call_id] = partition
 
@@ -90,34 +96,34 @@ class MemoryCalls:
     def forget(self) -> None:
         return None
 
-    def unwritten(self) -> Mapping[str, Record]:
+    def unwritten(self) -> Mapping[str, V]:
         return {}
 
 
 @dataclass
-class _SentBatch:
+class _SentBatch(Generic[V]):
     deliveries: list[Delivery]
     # (partition, call id, call, encoded call) in the order they were sent.
-    writes: list[tuple[int, str, Record, bytes]] = field(default_factory=list)
+    writes: list[tuple[int, str, V, bytes]] = field(default_factory=list)
 
 
-class RocksCalls:
-    def __init__(self, store: Any, codec: Decoder) -> None:
+class RocksCalls(Generic[V]):
+    def __init__(self, store: Any, codec: Decoder[V]) -> None:
         # faust.stores.rocksdb.Store (rocksdict): one database per partition, raw bytes.
         self._store = store
         self._codec = codec
-        self.pending: dict[str, Record] = {}
-        self._unsent: list[tuple[int, str, Record, bytes]] = []
-        self._in_flight: deque[_SentBatch] = deque()
+        self.pending: dict[str, V] = {}
+        self._unsent: list[tuple[int, str, V, bytes]] = []
+        self._in_flight: deque[_SentBatch[V]] = deque()
 
-    def get(self, call_id: str, partition: int) -> Record | None:
+    def get(self, call_id: str, partition: int) -> V | None:
         call = self.pending.get(call_id)
         if call is not None:
             return call
         value = self._store._db_for_partition(partition).get(call_id.encode())
         return None if value is None else self._codec.decode(value)
 
-    def put(self, call_id: str, call: Record, partition: int, value: bytes) -> None:
+    def put(self, call_id: str, call: V, partition: int, value: bytes) -> None:
         self.pending[call_id] = call
         self._unsent.append((partition, call_id, call, value))
 
@@ -143,10 +149,10 @@ class RocksCalls:
         self._unsent.clear()
         self._in_flight.clear()
 
-    def unwritten(self) -> Mapping[str, Record]:
+    def unwritten(self) -> Mapping[str, V]:
         return self.pending
 
-    def _write(self, writes: list[tuple[int, str, Record, bytes]], delivered: bool) -> None:
+    def _write(self, writes: list[tuple[int, str, V, bytes]], delivered: bool) -> None:
         from rocksdict import WriteBatch
 
         by_partition: dict[int, Any] = {}

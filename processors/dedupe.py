@@ -34,7 +34,7 @@ from processors.call_store import CallStore, MemoryCalls, RocksCalls, rocksdb_op
 from processors.codecs import UTF8, RawBytes, register_avro
 from processors.context import ProcessorContext
 from processors.deadletter import DeadLetters
-from processors.merge import Outcome, decide, evict_past_retention
+from processors.merge import Outcome, Record, decide, evict_past_retention
 from processors.progress import ProgressTracker
 from processors.pseudonyms import Pseudonymizer
 from processors.records import EventClock, decode_with_retry
@@ -98,11 +98,11 @@ class DedupeProcessor:
         # Faust derives these from key_type/value_type; recovery reads with them.
         self.calls.key_serializer = UTF8
         self.calls.value_serializer = call_codec_name
-        self._store: CallStore | None = None
+        self._store: CallStore[Record] | None = None
         app.agent(self.source, name=f"{NAME}-agent")(self._run)
 
     @property
-    def store(self) -> CallStore:
+    def store(self) -> CallStore[Record]:
         if self._store is None:
             data = self.calls.data  # Faust builds the store on first use
             self._store = (
@@ -148,7 +148,7 @@ class DedupeProcessor:
         return outcomes
 
     async def _handle(
-        self, message: Message, store: CallStore, versions: list[tuple[bytes, bytes, int]]
+        self, message: Message, store: CallStore[Record], versions: list[tuple[bytes, bytes, int]]
     ) -> Outcome | None:
         try:
             try:

@@ -20,18 +20,28 @@ def expire_entries(
     app: faust.App,
     table: Table[str, Any],
     expired: Callable[[str, dict[str, Any]], bool],
+    decode: Callable[[Any], Any] | None = None,
 ) -> int:
-    """Removes the entries `expired` picks; returns how many."""
+    """Removes the entries `expired` picks; returns how many.
+
+    `decode` makes a stored value the dict `expired` reads, for a table that keeps its
+    values encoded; a value it cannot read is not one of ours and stays.
+    """
     actives = app.assignor.assigned_actives()
     changelog = table.changelog_topic.get_topic_name()
-    doomed = [
-        (key, value["p"])
-        for key, value in list(table.data.items())
-        if isinstance(value, dict)
-        and "p" in value
-        and TP(changelog, value["p"]) in actives
-        and expired(key, value)
-    ]
+    doomed = []
+    for key, stored in list(table.data.items()):
+        try:
+            value = stored if decode is None else decode(stored)
+        except ValueError:
+            continue
+        if (
+            isinstance(value, dict)
+            and "p" in value
+            and TP(changelog, value["p"]) in actives
+            and expired(key, value)
+        ):
+            doomed.append((key, value["p"]))
     for key, partition in doomed:
         table.data.pop(key, None)
         # "raw", as Faust's own deletes do: the json codec would write the text "null",

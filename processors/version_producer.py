@@ -82,7 +82,9 @@ class VersionProducer:
         if self.failure is None:
             self.failure = error
 
-    async def send(self, topic: str, versions: Sequence[tuple[bytes, bytes, int]]) -> BatchDelivery:
+    async def send(
+        self, topic: str, versions: Sequence[tuple[bytes | None, bytes, int]]
+    ) -> BatchDelivery:
         """Hands over (key, value, partition) records; returns their acknowledgements.
 
         A partition of -1 lets the partitioner pick it from the key."""

@@ -29,7 +29,7 @@ from typing import Any
 from schemas.avro_codegen import PRIMITIVES as _PRIMITIVES
 from schemas.avro_codegen import CodeGenerator, UnsupportedSchemaError
 
-__all__ = ["UnsupportedSchemaError", "Writer", "compile_writer"]
+__all__ = ["UnsupportedSchemaError", "Writer", "compile_writer", "encode_double", "encode_long"]
 
 Writer = Callable[[Mapping[str, Any]], bytes]
 
@@ -39,7 +39,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING = object()
 
 
-def _long(n: int) -> bytes:
+def encode_long(n: int) -> bytes:
     """Zig-zag varint of a 64-bit signed integer (Avro's `int` and `long`)."""
     if n < _LONG_MIN or n > _LONG_MAX:
         raise ValueError("an integer out of Avro's long range")
@@ -55,7 +55,7 @@ def _long(n: int) -> bytes:
 def _int(n: int) -> bytes:
     if n < _INT_MIN or n > _INT_MAX:
         raise ValueError("an integer out of Avro's int range")
-    return _long(n)
+    return encode_long(n)
 
 
 def _integer(value: Any) -> int:
@@ -114,10 +114,11 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 _FLOAT = struct.Struct("<f")
 _DOUBLE = struct.Struct("<d")
+encode_double = _DOUBLE.pack  # Avro's `double`: 8 bytes, little-endian IEEE 754
 
 # What the generated code may call, by the names it uses.
 _HELPERS: dict[str, Any] = {
-    "_long": _long,
+    "_long": encode_long,
     "_int": _int,
     "_integer": _integer,
     "_lenient_integer": _lenient_integer,

@@ -10,8 +10,9 @@ owning the state of its own partitions:
    call id -> the version applied and every window the call ever counted in.
    A version becomes one update per such window: the contribution for the
    windows of this version, a retraction for the others, each stamped with the
-   version. A batch's updates go to an internal contributions topic keyed by
-   *user*, one message per user per batch.
+   version. A batch's updates go to an internal contributions topic, placed by
+   *user* (the partition a record keyed by the user would go to), one message
+   per partition per batch.
 2. windows agent, on the contributions topic (partition of the user). Table
    `metrics-windows` holds, in that partition, each window's tally (running
    sums, two small tops for the maxima, the mark of the batch that wrote it)
@@ -81,7 +82,8 @@ from processors.codecs import UTF8, RawBytes
 from processors.deadletter import DeadLetters
 from processors.expiry import expire_entries
 from processors.metrics.aggregation import CallState, Decision, plan
-from processors.metrics.figures import Contribution, Figures, metrics_record
+from processors.metrics.figures import Contribution, Figures
+from processors.metrics.output import MetricsRecords
 from processors.metrics.settings import MetricsSettings
 from processors.metrics.tally import (
     Applied,
@@ -102,6 +104,7 @@ from processors.metrics.windows import (
     to_millis,
     updated_millis,
 )
+from processors.partitioning import KeyPartitions
 from processors.progress import ProgressTracker
 from processors.records import decode_with_retry
 from processors.version_producer import VersionProducer
@@ -116,16 +119,23 @@ NAME = "metrics"
 DEADLETTERED = "deadlettered"
 # A contributions message carries at most this many updates (a few MB would be refused).
 UPDATES_PER_MESSAGE = 2000
+# Windows batches' worth of contributions messages a worker buffers ahead of its agent.
+BUFFERED_BATCHES = 4
 
 # (key, value, partition) records for VersionProducer.send; -1: the key's partition.
-Records = list[tuple[bytes, bytes, int]]
+Records = list[tuple[bytes | None, bytes, int]]
 
 
-class JsonValues:
-    """The metrics tables' value serializer (Faust's "json"), for reading their RocksDB stores."""
+def contributions_topic(app_id: str) -> str:
+    """The internal topic from the calls agent to the windows agent (processors.topology's name)."""
+    return f"{app_id}-metrics-contributions"
 
-    def decode(self, data: bytes) -> dict[str, Any]:
-        return cast(dict[str, Any], orjson.loads(data))
+
+class RawValues:
+    """The metrics tables' values as stored (their JSON bytes), for reading their RocksDB stores."""
+
+    def decode(self, data: bytes) -> bytes:
+        return data
 
 
 class MetricsProcessor:
@@ -135,6 +145,7 @@ class MetricsProcessor:
         settings: MetricsSettings,
         calls_topic: str,
         calls_partitions: int,
+        contributions_partitions: int,
         metrics_topic: str,
         calls_codec: AvroCodec,
         metrics_codec: AvroCodec,
@@ -144,13 +155,17 @@ class MetricsProcessor:
     ) -> None:
         self.app = app
         self._calls_codec = calls_codec
-        self._metrics_codec = metrics_codec
+        self._metrics_records = MetricsRecords(metrics_codec)
         self._deadletters = deadletters
         self._progress = progress
         self._producer_settings = producer_settings
         self._producer: VersionProducer | None = None
         self._batch_size = settings.batch_size
         self._batch_within_s = settings.batch_within_s
+        # A calls batch sends one message per contributions partition, so this many
+        # messages hold about four calls batches' updates: a windows batch as large as
+        # batch_size messages held hundreds of thousands (1.1 GB peak RSS in bench-metrics).
+        self._windows_batch_size = max(1, 4 * contributions_partitions)
         self.retention = timedelta(days=settings.retention_days)
         self._grace = timedelta(hours=settings.expiry_grace_hours)
         # Event time: the latest lastUpdatedAt seen by each agent of this process.
@@ -158,31 +173,39 @@ class MetricsProcessor:
         self.windows_clock_ms = 0
         self.source = app.topic(calls_topic, schema=RawBytes(), internal=False)
         self.contributions = app.topic(
-            f"{app.conf.id}-metrics-contributions",
+            contributions_topic(app.conf.id),
             # JSON, read by handle_updates itself (orjson) rather than by Faust per event.
             schema=RawBytes(),
             partitions=settings.partitions,
             internal=True,
+            # Faust buffers up to stream_buffer_maxsize (4,096) messages per stream; these
+            # hold hundreds of updates each, so a windows agent behind the calls agent
+            # buffered gigabytes. Fetching waits instead, as it does for any full buffer.
+            maxsize=BUFFERED_BATCHES * self._windows_batch_size,
         )
+        # A user's updates go to its partition of the contributions topic, packed with the
+        # other users' of that partition: one message per partition and batch rather than
+        # per user (a few hundred per batch), each a Faust event the windows agent pays for.
+        self._user_partition = KeyPartitions(contributions_partitions)
         self.output = app.topic(metrics_topic, key_serializer=UTF8, value_serializer="raw")
         self.calls = _table(app, "metrics-calls", calls_partitions)
         self.windows = _table(app, "metrics-windows", settings.partitions)
-        self._calls_rows: CallStore | None = None
-        self._windows_rows: CallStore | None = None
+        self._calls_rows: CallStore[bytes] | None = None
+        self._windows_rows: CallStore[bytes] | None = None
         # Window key -> (the stored value, the Tally it holds): a tally this worker wrote is
         # not parsed again while the store still holds that very value.
-        self._tallies: dict[str, tuple[Mapping[str, Any], Tally]] = {}
+        self._tallies: dict[str, tuple[bytes, Tally]] = {}
         app.agent(self.source, name=f"{NAME}-calls-agent")(self._run_calls)
         app.agent(self.contributions, name=f"{NAME}-windows-agent")(self._run_windows)
 
     @property
-    def calls_rows(self) -> CallStore:
+    def calls_rows(self) -> CallStore[bytes]:
         if self._calls_rows is None:
             self._calls_rows = _rows(self.calls)
         return self._calls_rows
 
     @property
-    def windows_rows(self) -> CallStore:
+    def windows_rows(self) -> CallStore[bytes]:
         if self._windows_rows is None:
             self._windows_rows = _rows(self.windows)
         return self._windows_rows
@@ -201,19 +224,21 @@ class MetricsProcessor:
             await self.handle_calls([event.message for event in events])
 
     async def _run_windows(self, stream: StreamT[Any]) -> None:
-        batches = cast(Stream[Any], stream).take_events(self._batch_size, self._batch_within_s)
+        batches = cast(Stream[Any], stream).take_events(
+            self._windows_batch_size, self._batch_within_s
+        )
         async for events in batches:
             await self.handle_updates([event.message for event in events])
 
     async def handle_calls(self, messages: Sequence[Message]) -> list[str]:
         """Plans each call version in order; sends the batch's updates and call states together."""
         rows = self.calls_rows
-        by_user: dict[str, list[list[Any]]] = {}
+        by_partition: dict[int, list[list[Any]]] = {}
         states: Records = []
         outcomes = []
         for message in messages:
             try:
-                outcome = await self._plan(message, rows, by_user, states)
+                outcome = await self._plan(message, rows, by_partition, states)
             except Exception as exc:
                 # A record the code cannot handle (a bug): Faust would ack it with its
                 # batch, so it goes where it can be seen, and the worker goes on.
@@ -223,11 +248,11 @@ class MetricsProcessor:
         clock = self.calls_clock_ms
         contributions: Records = [
             (
-                user.encode(),
+                None,  # placed by partition: the users' keys are in the updates
                 orjson.dumps({"t": clock, "u": updates[i : i + UPDATES_PER_MESSAGE]}),
-                -1,
+                partition,
             )
-            for user, updates in by_user.items()
+            for partition, updates in by_partition.items()
             for i in range(0, len(updates), UPDATES_PER_MESSAGE)
         ]
         await self._send(self.contributions.get_topic_name(), contributions)
@@ -238,8 +263,8 @@ class MetricsProcessor:
     async def _plan(
         self,
         message: Message,
-        rows: CallStore,
-        by_user: dict[str, list[list[Any]]],
+        rows: CallStore[bytes],
+        by_partition: dict[int, list[list[Any]]],
         states: Records,
     ) -> str:
         if message.value is None:  # a tombstone on onoff.calls: nothing to count
@@ -254,7 +279,7 @@ class MetricsProcessor:
             return DEADLETTERED
         call_id = call["id"]
         stored = rows.get(call_id, message.partition)
-        state = CallState.from_json(stored) if stored is not None else None
+        state = CallState.from_json(orjson.loads(stored)) if stored is not None else None
         try:
             updated_ms = updated_millis(call)
             self.calls_clock_ms = max(self.calls_clock_ms, updated_ms)
@@ -278,12 +303,14 @@ class MetricsProcessor:
             return "late"
         for update in updates:
             user = update.window.rsplit("/", 2)[0]  # as Window.parse reads it
-            by_user.setdefault(user, []).append([update.window, update.call_id, update.entry])
+            by_partition.setdefault(self._user_partition(user), []).append(
+                [update.window, update.call_id, update.entry]
+            )
         if new_state is not None and (decision is Decision.NEW_VERSION or new_state != state):
             # The partition is kept so the expiry timer can write the tombstone there.
             value = {**new_state.to_json(), "p": message.partition, "u": updated_ms}
-            encoded = orjson.dumps(value)
-            rows.put(call_id, value, message.partition, encoded)
+            encoded = _kept(orjson.dumps(value))
+            rows.put(call_id, encoded, message.partition, encoded)
             states.append((call_id.encode(), encoded, message.partition))
         return str(decision.value)
 
@@ -331,7 +358,7 @@ class MetricsProcessor:
             for call_id in {call_id for call_id, _ in group}:
                 value = rows.get(share_key(window_key, call_id), partition)
                 if value is not None:
-                    shares[call_id] = Share.from_json(value)
+                    shares[call_id] = Share.from_json(orjson.loads(value))
             result = apply_batch(stored, shares, group, marks[partition])
             applied.update(result.outcomes)
             tally = result.tally
@@ -362,28 +389,29 @@ class MetricsProcessor:
 
     @staticmethod
     def _put(
-        rows: CallStore, key: str, value: dict[str, Any], partition: int, writes: Records
-    ) -> dict[str, Any]:
-        stored = {"p": partition, **value}
-        encoded = orjson.dumps(stored)
-        rows.put(key, stored, partition, encoded)
+        rows: CallStore[bytes], key: str, value: dict[str, Any], partition: int, writes: Records
+    ) -> bytes:
+        # The store keeps the changelog's bytes: see processors.call_store.
+        encoded = _kept(orjson.dumps({"p": partition, **value}))
+        rows.put(key, encoded, partition, encoded)
         writes.append((key.encode(), encoded, partition))
-        return stored
+        return encoded
 
-    def _keep(self, window_key: str, stored: Mapping[str, Any], tally: Tally) -> None:
+    def _keep(self, window_key: str, stored: bytes, tally: Tally) -> None:
         if len(self._tallies) >= PARSED_TALLIES:  # bounded: a cache, not a second table
             self._tallies.clear()
         self._tallies[window_key] = (stored, tally)
 
     def _record(self, window: Window, key: str, figures: Figures) -> tuple[bytes, bytes, int]:
-        value = self._metrics_codec.encode(metrics_record(window, figures))
-        return key.encode(), value, -1
+        return key.encode(), self._metrics_records.encode(window, figures), -1
 
     async def _send(self, topic: str, records: Records) -> None:
         if records:
             await self.producer.send(topic, records)
 
-    async def _send_rows(self, table: Table[str, Any], rows: CallStore, writes: Records) -> None:
+    async def _send_rows(
+        self, table: Table[str, Any], rows: CallStore[bytes], writes: Records
+    ) -> None:
         """Sends a table's writes to its changelog; the store keeps them once acknowledged."""
         if writes:
             delivery = await self.producer.send(table.changelog_topic.get_topic_name(), writes)
@@ -394,9 +422,13 @@ class MetricsProcessor:
     def _tally(
         self, window_key: str, partition: int | None = None, writes: Records | None = None
     ) -> Tally | None:
-        stored = self._lookup(window_key, partition)
-        if stored is None:
+        raw = self._lookup(window_key, partition)
+        if raw is None:
             return None
+        kept = self._tallies.get(window_key)
+        if kept is not None and kept[0] is raw:
+            return kept[1]
+        stored = orjson.loads(raw)
         if "calls" in stored and partition is not None and writes is not None:
             # A window written before tallies held every call's entry: split it up once.
             tally, shares = from_entries(stored["calls"])
@@ -407,14 +439,11 @@ class MetricsProcessor:
             return tally
         if "calls" in stored:
             return from_entries(stored["calls"])[0]
-        kept = self._tallies.get(window_key)
-        if kept is not None and kept[0] is stored:
-            return kept[1]
         tally = Tally.from_json(stored)
-        self._keep(window_key, stored, tally)
+        self._keep(window_key, raw, tally)
         return tally
 
-    def _lookup(self, key: str, partition: int | None) -> dict[str, Any] | None:
+    def _lookup(self, key: str, partition: int | None) -> bytes | None:
         if partition is not None:
             return self.windows_rows.get(key, partition)
         unwritten = self.windows_rows.unwritten().get(key)
@@ -435,7 +464,7 @@ class MetricsProcessor:
                 if isinstance(key, str) and key.startswith(prefix):
                     parsed = parse_share_key(key)
                     if parsed is not None:
-                        shares[parsed[1]] = Share.from_json(value)
+                        shares[parsed[1]] = Share.from_json(orjson.loads(value))
         shares.update(batch)
         return [share.counted(mark) for share in shares.values()]
 
@@ -472,10 +501,10 @@ class MetricsProcessor:
         )
         return windows, calls
 
-    def _expire(self, table: Table[str, dict[str, Any]], expired: Any) -> int:
+    def _expire(self, table: Table[str, bytes], expired: Any) -> int:
         if self.windows_clock_ms == 0 and self.calls_clock_ms == 0:
             return 0
-        return expire_entries(self.app, table, expired)
+        return expire_entries(self.app, table, expired, orjson.loads)
 
     def _progress_of(self, messages: Sequence[Message], outcomes: Mapping[str, int]) -> None:
         last = {(m.topic, m.partition): m.offset for m in messages}
@@ -485,30 +514,42 @@ class MetricsProcessor:
         await self._deadletters.reject(NAME, message, reason)
 
 
-def _table(app: faust.App, name: str, partitions: int) -> Table[str, dict[str, Any]]:
+def _table(app: faust.App, name: str, partitions: int) -> Table[str, bytes]:
     # The changelog topic is declared here because faust builds the default one with
-    # the serializers it derives, and recovery then reads it with those.
+    # the serializers it derives, and recovery then reads it with those. Its values are
+    # JSON, kept as bytes in the store (see processors.call_store) and parsed when read.
     changelog = app.topic(
         f"{app.conf.id}-{name}-changelog",
         key_serializer=UTF8,
-        value_serializer="json",
+        value_serializer="raw",
         partitions=partitions,
         compacting=True,
         internal=True,
     )
     table = cast(
-        Table[str, dict[str, Any]],
+        Table[str, bytes],
         app.Table(name, partitions=partitions, changelog_topic=changelog),
     )
     # Faust derives these from key_type/value_type; changelog writes use them.
     table.key_serializer = UTF8
-    table.value_serializer = "json"
+    table.value_serializer = "raw"
     return table
 
 
-def _rows(table: Table[str, dict[str, Any]]) -> CallStore:
+def _rows(table: Table[str, bytes]) -> CallStore[bytes]:
     data = table.data  # Faust builds the store on first use
-    return MemoryCalls(data) if hasattr(data, "_key_partition") else RocksCalls(data, JsonValues())
+    if hasattr(data, "_key_partition"):
+        return MemoryCalls[bytes](data)
+    return RocksCalls(data, RawValues())
+
+
+def _kept(encoded: bytes) -> bytes:
+    """A copy of orjson's bytes the size of the value, for a store that keeps it.
+
+    orjson's bytes hold on to the buffer it wrote into: 300,000 values of ~100 bytes
+    kept as orjson returned them took 1.2 GB of RSS, exact copies 57 MB (measured).
+    """
+    return memoryview(encoded).tobytes()
 
 
 def _updates(data: bytes | None) -> tuple[list[tuple[str, str, Counted]], int]:

@@ -8,7 +8,7 @@ from typing import Any
 from processors.context import ProcessorContext
 from processors.metrics.aggregation import CALL_FIELDS
 from processors.metrics.api import PATH, metrics_view
-from processors.metrics.processor import MetricsProcessor
+from processors.metrics.processor import MetricsProcessor, contributions_topic
 from processors.version_producer import producer_settings
 from schemas import AvroCodec, SchemaName
 from schemas.topics import topic_partitions
@@ -24,6 +24,7 @@ def install(context: ProcessorContext) -> None:
         # changelog to Faust, and the metrics missed versions without any error.
         # `worker all` runs each processor in its own process for that reason.
         raise RuntimeError(f"metrics cannot share a Faust app with dedupe ({topics.calls})")
+    kafka = context.settings.kafka_config()
     metrics_codec = AvroCodec(
         context.registry, SchemaName.USER_CALL_METRICS, topics.user_call_metrics
     )
@@ -32,13 +33,15 @@ def install(context: ProcessorContext) -> None:
         settings,
         calls_topic=topics.calls,
         # Faust requires the calls table's changelog to match its source topic's partitions.
-        calls_partitions=topic_partitions(context.settings.kafka_config(), topics.calls),
+        calls_partitions=topic_partitions(kafka, topics.calls),
+        # The topic's own count (preflight found it), as the producer would place by it.
+        contributions_partitions=topic_partitions(kafka, contributions_topic(context.app.conf.id)),
         metrics_topic=topics.user_call_metrics,
         calls_codec=AvroCodec(context.registry, SchemaName.CALL, topics.calls, CALL_FIELDS),
         metrics_codec=metrics_codec,
         deadletters=context.deadletters,
         progress=context.progress,
-        producer_settings=producer_settings(context.settings.kafka_config()),
+        producer_settings=producer_settings(kafka),
     )
     context.progress.source_topics.update({topics.calls, processor.contributions.get_topic_name()})
     context.pages[PATH] = metrics_view(processor, settings.max_query_windows)

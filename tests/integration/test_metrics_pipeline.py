@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -27,8 +28,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from processors.merge import new_call
+from processors.metrics.processor import contributions_topic
 from processors.metrics.tally import parse_share_key
+from processors.partitioning import KeyPartitions
 from schemas import AvroCodec, SchemaName
+from schemas.topics import topic_partitions
 from tests.integration.ingress_fixtures import read_topic
 from tests.integration.processor_fixtures import Worker, WorkerFactory
 from tests.unit.processors.test_metrics_aggregation import recompute
@@ -211,6 +215,21 @@ def test_a_day_of_versions_with_a_crash_in_the_middle_matches_the_recomputation(
         f"http://127.0.0.1:{second.web_port}/users/x/metrics?granularity=week", timeout=5
     )
     assert bad.status_code == 400
+
+    # The contributions topic: one message per partition and batch, many users in one,
+    # each user in the partition a record keyed by that user would have gone to.
+    topic = contributions_topic(f"{workers.app_id_prefix}-metrics")
+    kafka = {"bootstrap.servers": endpoints.kafka_bootstrap_servers}
+    partition_of = KeyPartitions(topic_partitions(kafka, topic))
+    messages = read_topic(endpoints.kafka_bootstrap_servers, topic, timeout_s=10)
+    users_per_message = []
+    for message in messages:
+        users = {
+            window.rsplit("/", 2)[0] for window, _, _ in orjson.loads(message.value() or b"")["u"]
+        }
+        assert {partition_of(user) for user in users} == {message.partition()}
+        users_per_message.append(len(users))
+    assert max(users_per_message) > 1
 
 
 def test_a_version_past_the_retention_is_counted_not_applied_and_old_windows_expire(

@@ -57,7 +57,7 @@ def databases(tmp_path: Path) -> Any:
     dbs.close()
 
 
-def rocks(databases: PartitionDatabases) -> RocksCalls:
+def rocks(databases: PartitionDatabases) -> RocksCalls[dict[str, Any]]:
     return RocksCalls(databases, BytesCodec())
 
 
@@ -141,7 +141,7 @@ class MemoryStore:
 
 def test_the_memory_store_keeps_the_call_and_its_partition_at_once() -> None:
     store = MemoryStore()
-    calls = MemoryCalls(store)
+    calls = MemoryCalls[dict[str, Any]](store)
     call, value = version("a", 1)
     calls.put("a", call, 4, value)
 
