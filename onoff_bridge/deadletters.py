@@ -47,8 +47,9 @@ from ingress.errors import PayloadRejectedError
 from ingress.publisher import producer_config
 from ingress.routes import WebhookRoute
 from ingress.webhooks import IngestMetadata
-from onoff_bridge.partitions import PartitionReader, Progress, partition_for
+from onoff_bridge.partitions import PartitionReader, Progress
 from processors.merge import anchor_with
+from processors.partitioning import partition_for
 from processors.settings import ProcessorSettings
 from schemas import AvroCodec, RecordDecodeError, SchemaName, registry_client
 from schemas.preflight import check_kafka, check_registry

@@ -28,9 +28,10 @@ from datetime import datetime
 from typing import Any
 
 from onoff_bridge.deadletters import REPLAY_HEADER, connect
-from onoff_bridge.partitions import PartitionReader, Progress, ReadRecord, partition_for
+from onoff_bridge.partitions import PartitionReader, Progress, ReadRecord
 from processors.merge import CONTENT_FIELDS
 from processors.metrics.windows import Window, windows_of
+from processors.partitioning import partition_for
 from processors.recordings.processor import KINDS, link_digest, record_key
 from schemas import AvroCodec, SchemaName
 from schemas.settings import BridgeSettings, TopicNames

@@ -1,12 +1,10 @@
 """Reading chosen partitions of a topic up to their current end, and finding a key's partition.
 
 The support tools (`onoff-bridge deadletter`, `onoff-bridge inspect`) read the
-one partition a key lives in, not the whole topic. Every producer of the
-design puts a keyed record in `murmur2(key) % partitions`, the Java client's
-rule: the ingress through librdkafka's `murmur2_random`, the Faust workers
-through aiokafka's default partitioner, and dedupe writes each call to the
-partition of its raw deliveries, which has the same count. `partition_for`
-uses aiokafka's own murmur2, so it cannot drift from what the workers do.
+one partition a key lives in, not the whole topic: `partition_for`
+(`processors.partitioning`, the Java client's rule every producer of the design
+follows; dedupe writes each call to the partition of its raw deliveries, which
+has the same count).
 
 Consumers are built from `BridgeSettings.kafka_config()`, so the tools work on
 a secured cluster as every other client does. They join no consumer group and
@@ -22,7 +20,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 # (what is read, records read so far, records to read); called every few hundred records.
@@ -36,12 +33,6 @@ STALL_S = 30.0
 
 class TopicReadError(Exception):
     """A topic is missing, or a partition could not be read to its end."""
-
-
-def partition_for(key: str | bytes, partitions: int) -> int:
-    """The partition a keyed record lands in: murmur2 as the Java client and aiokafka do."""
-    data = key.encode() if isinstance(key, str) else key
-    return int((murmur2(data) & 0x7FFFFFFF) % partitions)
 
 
 @dataclass(frozen=True)

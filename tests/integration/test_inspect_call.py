@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 from onoff_bridge.cli import app
 from onoff_bridge.inspection import CallReport, inspect_call
 from onoff_bridge.localstack import StackEndpoints
-from onoff_bridge.partitions import partition_for
 from onoff_bridge.settings import BridgeSettings, TopicNames
 from processors.metrics.windows import Granularity, window_start
+from processors.partitioning import partition_for
 from processors.recordings.processor import link_digest, record_key
 from tests.integration.conftest import TopicFactory
 from tests.integration.ingress_fixtures import CDR_PATH, AppFactory, running_apps, with_key
