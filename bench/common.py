@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -32,17 +33,69 @@ def say(message: str) -> None:
 
 
 def stack() -> StackEndpoints:
-    """The broker and registry from the environment, else the local stack (started if needed)."""
+    """The broker and registry from the environment, else the local stack (started if needed).
+
+    The topics the benchmark makes there are deleted when it exits (see `_clean_up_topics`).
+    """
     bootstrap = os.environ.get("ONOFF_BRIDGE_KAFKA_BOOTSTRAP_SERVERS")
     registry = os.environ.get("ONOFF_BRIDGE_SCHEMA_REGISTRY_URL")
     if bootstrap and registry:
-        return StackEndpoints(bootstrap, registry)
-    endpoints, _ = LocalStack(StackSettings(), say).up()
+        endpoints = StackEndpoints(bootstrap, registry)
+    else:
+        endpoints, _ = LocalStack(StackSettings(), say).up()
+    _clean_up_topics(endpoints.kafka_bootstrap_servers)
     return endpoints
 
 
+# Unique parts of the names of the topics this run makes (see `own_topics`).
+_OWN_TOKENS: set[str] = set()
+_cleaning: set[str] = set()
+
+
+def own_topics(token: str) -> str:
+    """Marks `token`, a unique part of topic names this run makes, as this run's: every
+    topic whose name holds it is deleted when the run exits. Returns it."""
+    _OWN_TOKENS.add(token)
+    return token
+
+
+def _clean_up_topics(bootstrap: str) -> None:
+    """At exit, deletes the topics this run made (their names hold an `own_topics` token).
+
+    Every run makes topics of its own (unique names, the workers' internal topics, the
+    quix-streams peer's changelogs), and a day of runs had left about a thousand on the
+    local stack, which slowed its restarts and its latency tail. Only this run's are
+    deleted, so runs sharing a stack leave each other's alone. BENCH_KEEP_TOPICS=1
+    keeps them, to look at a run's output.
+    """
+    if os.environ.get("BENCH_KEEP_TOPICS") == "1" or bootstrap in _cleaning:
+        return
+    _cleaning.add(bootstrap)
+
+    def delete() -> None:
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            made = sorted(
+                name
+                for name in admin.list_topics(timeout=15).topics
+                if any(token in name for token in _OWN_TOKENS)
+            )
+            if made:
+                for future in admin.delete_topics(made, operation_timeout=30).values():
+                    future.result()
+                say(
+                    f"deleted the {len(made)} topics this run made (BENCH_KEEP_TOPICS=1 keeps them)"
+                )
+        except Exception as exc:  # the results are saved already; the stack may be down
+            say(f"could not delete this run's topics: {exc}")
+
+    atexit.register(delete)
+
+
 def bench_topics(endpoints: StackEndpoints, partitions: int = 6) -> TopicNames:
-    suffix = uuid.uuid4().hex[:8]
+    suffix = own_topics(uuid.uuid4().hex[:8])
     topics = TopicNames(**{f: f"bench.{f}.{suffix}" for f in TopicNames.model_fields})
     ensure_topics(endpoints.kafka_bootstrap_servers, topic_specs(topics, partitions))
     return topics
@@ -63,7 +116,7 @@ def worker_env(
     from processors.topology import processor_topics
     from schemas.topics import topic_partitions
 
-    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    prefix = own_topics(f"bench-{uuid.uuid4().hex[:6]}")
     config = {"bootstrap.servers": endpoints.kafka_bootstrap_servers}
     settings = ProcessorSettings(
         kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
