@@ -181,8 +181,9 @@ class MetricsProcessor:
             partitions=settings.partitions,
             internal=True,
             # Faust buffers up to stream_buffer_maxsize (4,096) messages per stream; these
-            # hold hundreds of updates each, so a windows agent behind the calls agent
-            # buffered gigabytes. Fetching waits instead, as it does for any full buffer.
+            # hold hundreds of updates each (39 KB in bench-metrics), so a windows
+            # agent behind the calls agent could hold 160 MB of them, more with bigger
+            # batches. Fetching waits instead, as it does for any full buffer.
             maxsize=BUFFERED_BATCHES * self._windows_batch_size,
         )
         # A user's updates go to its partition of the contributions topic, packed with the
