@@ -21,16 +21,21 @@ def expire_entries(
     table: Table[str, Any],
     expired: Callable[[str, dict[str, Any]], bool],
     decode: Callable[[Any], Any] | None = None,
+    by_key: Callable[[str], bool] | None = None,
 ) -> int:
     """Removes the entries `expired` picks; returns how many.
 
     `decode` makes a stored value the dict `expired` reads, for a table that keeps its
-    values encoded; a value it cannot read is not one of ours and stays.
+    values encoded; a value it cannot read is not one of ours and stays. `by_key`, when
+    the key alone can tell, picks the candidates first, so that the others' values are
+    not decoded at all.
     """
     actives = app.assignor.assigned_actives()
     changelog = table.changelog_topic.get_topic_name()
     doomed = []
     for key, stored in list(table.data.items()):
+        if by_key is not None and not by_key(key):
+            continue
         try:
             value = stored if decode is None else decode(stored)
         except ValueError:

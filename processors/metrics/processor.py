@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -487,14 +487,15 @@ class MetricsProcessor:
             from_millis(self.calls_clock_ms) - self.retention - self._grace
         )
 
-        def window_expired(key: str, _value: Any) -> bool:
+        def window_expired(key: str) -> bool:
             share = parse_share_key(key)
             try:
                 return Window.parse(share[0] if share else key).end < windows_horizon
             except ValueError:  # not a key of ours
                 return False
 
-        windows = self._expire(self.windows, window_expired)
+        # The key names the window: only the expired entries' values are read.
+        windows = self._expire(self.windows, lambda _key, _value: True, window_expired)
         calls = self._expire(
             self.calls,
             lambda _key, value: (
@@ -504,10 +505,12 @@ class MetricsProcessor:
         )
         return windows, calls
 
-    def _expire(self, table: Table[str, bytes], expired: Any) -> int:
+    def _expire(
+        self, table: Table[str, bytes], expired: Any, by_key: Callable[[str], bool] | None = None
+    ) -> int:
         if self.windows_clock_ms == 0 and self.calls_clock_ms == 0:
             return 0
-        return expire_entries(self.app, table, expired, orjson.loads)
+        return expire_entries(self.app, table, expired, orjson.loads, by_key)
 
     def _progress_of(self, messages: Sequence[Message], outcomes: Mapping[str, int]) -> None:
         last = {(m.topic, m.partition): m.offset for m in messages}
@@ -559,8 +562,9 @@ def _updates(data: bytes | None) -> tuple[list[tuple[str, str, Counted]], int]:
     """The (window key, call id, counted) updates of a contributions message, and its event
     time (millis).
 
-    One message per user and batch ({"t", "u": [[window, call id, entry], ...]}); a
-    message of one update ({"w", "id", "e", "t"}) is what workers before batches sent.
+    One message per partition and batch ({"t", "u": [[window, call id, entry], ...]}),
+    as one per user and batch was before: the same format; a message of one update
+    ({"w", "id", "e", "t"}) is what workers before batches sent.
     """
     value = orjson.loads(data or b"")
     entries = value["u"] if "u" in value else [[value["w"], value["id"], value["e"]]]

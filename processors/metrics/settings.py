@@ -12,8 +12,8 @@ class MetricsSettings(BaseModel):
 
     # Windows are kept and corrected this long after their end, on event time.
     retention_days: float = Field(default=35.0, gt=0)
-    # Partitions of the internal contributions topic (keyed by user) and of the
-    # windows table fed by it; faust creates both with this count.
+    # Partitions of the internal contributions topic (placed by user) and of the
+    # windows table fed by it; `onoff-bridge topics apply` creates both with this count.
     partitions: int = Field(default=6, gt=0)
     # How often the expiry timer looks for windows and calls past the retention.
     expiry_interval_s: float = Field(default=600.0, gt=0)
