@@ -25,6 +25,11 @@ def app_id(settings: ProcessorSettings, names: Sequence[str]) -> str:
     return f"{settings.app_id_prefix}-{'-'.join(names)}"
 
 
+def contributions_topic(app_id: str) -> str:
+    """The metrics' internal topic from its calls agent to its windows agent."""
+    return f"{app_id}-metrics-contributions"
+
+
 def processor_topics(settings: ProcessorSettings, names: Sequence[str]) -> list[TopicSpec]:
     """The topics one Faust app (the processors `names` together) needs, with their layout."""
     design = {spec.name: spec for spec in design_topics(settings)}
@@ -79,7 +84,7 @@ def processor_topics(settings: ProcessorSettings, names: Sequence[str]) -> list[
             # Contributions wait here until the windows agent folds them in; a worker that
             # is down for a while must still find them, so they are kept as long as windows.
             TopicSpec(
-                f"{prefix}-metrics-contributions",
+                contributions_topic(prefix),
                 metrics.partitions,
                 topic_config(settings, "delete", metrics.retention_days),
                 rf,

@@ -107,6 +107,7 @@ from processors.metrics.windows import (
 from processors.partitioning import KeyPartitions
 from processors.progress import ProgressTracker
 from processors.records import decode_with_retry
+from processors.topology import contributions_topic
 from processors.version_producer import VersionProducer
 from schemas import AvroCodec, RecordDecodeError, RegistryUnavailableError
 
@@ -124,11 +125,6 @@ BUFFERED_BATCHES = 4
 
 # (key, value, partition) records for VersionProducer.send; -1: the key's partition.
 Records = list[tuple[bytes | None, bytes, int]]
-
-
-def contributions_topic(app_id: str) -> str:
-    """The internal topic from the calls agent to the windows agent (processors.topology's name)."""
-    return f"{app_id}-metrics-contributions"
 
 
 class RawValues:

@@ -8,7 +8,8 @@ from typing import Any
 from processors.context import ProcessorContext
 from processors.metrics.aggregation import CALL_FIELDS
 from processors.metrics.api import PATH, metrics_view
-from processors.metrics.processor import MetricsProcessor, contributions_topic
+from processors.metrics.processor import MetricsProcessor
+from processors.topology import contributions_topic
 from processors.version_producer import producer_settings
 from schemas import AvroCodec, SchemaName
 from schemas.topics import topic_partitions

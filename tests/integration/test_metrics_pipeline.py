@@ -28,9 +28,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from onoff_bridge.localstack import StackEndpoints
 from onoff_bridge.settings import TopicNames
 from processors.merge import new_call
-from processors.metrics.processor import contributions_topic
 from processors.metrics.tally import parse_share_key
 from processors.partitioning import KeyPartitions
+from processors.topology import contributions_topic
 from schemas import AvroCodec, SchemaName
 from schemas.topics import topic_partitions
 from tests.integration.ingress_fixtures import read_topic
